@@ -1,0 +1,641 @@
+# cython: language_level=3
+# cython: boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Hot loops of fastbp: fused forward, backward and update over whole epochs.
+
+Conventions (see DESIGN.md): a batch is stored as rows, A^0 = X of shape
+(m, n_0); layer k (0-based here) has weights W of shape (n_{k+1}, n_k) and
+biases b of shape (n_{k+1},). All parameters of a network live in one flat
+C-contiguous vector laid out as [W_0, b_0, W_1, b_1, ...]; the per-epoch
+scratch space lives in one flat "work" vector whose layout is fixed by
+``workspace_size``. Python validates everything (dtypes, shapes, contiguity,
+finiteness) before calling in; these functions trust their arguments, except
+for the O(1) sizes of the buffers, which they check so that a caller's
+mistake is an exception instead of a write out of bounds.
+"""
+
+from cython cimport floating
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cdef enum:
+    IDENTITY = 0
+    SIGMOID = 1
+    TANH = 2
+    RELU = 3
+    SOFTMAX = 4
+
+cdef enum:
+    MSE = 0
+    CROSS_ENTROPY = 1
+
+# What a batch does after its forward pass and output delta.
+cdef enum:
+    MODE_SGD = 0        # plain SGD update, L2 decay folded into the GEMM
+    MODE_MOMENTUM = 1   # SGD with (heavy-ball) momentum
+    MODE_GRADIENTS = 2  # write dJ/dW, dJ/db into a gradient vector, no update
+
+ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH,
+                    "relu": RELU, "softmax": SOFTMAX}
+LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+
+
+# ---------------------------------------------------------------- scalar maths
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _sigmoid(floating z) noexcept nogil:
+    # split on the sign of z so that exp never overflows
+    cdef floating e
+    if z >= 0:
+        e = _exp(-z)
+        return 1 / (1 + e)
+    e = _exp(z)
+    return e / (1 + e)
+
+
+cdef inline floating _softplus(floating t) noexcept nogil:
+    # log(1 + e^t) = max(t, 0) + log1p(e^-|t|)
+    if t > 0:
+        return t + _log1p(_exp(-t))
+    return _log1p(_exp(t))
+
+
+# ------------------------------------------------------------------------ BLAS
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k,
+                       floating alpha, const floating* a, int lda,
+                       const floating* b, int ldb, floating beta,
+                       floating* c, int ldc) noexcept nogil:
+    """Row-major C := alpha * op(A).op(B) + beta * C, with C of shape (m, n)."""
+    # Column-major BLAS sees the row-major C as C^T = op(B)^T op(A)^T.
+    if floating is float:
+        sgemm(&transb, &transa, &n, &m, &k, &alpha, <float*> b, &ldb,
+              <float*> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb,
+              <double*> a, &lda, &beta, c, &ldc)
+
+
+# ---------------------------------------------------------------- layer pieces
+
+cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t m,
+                           Py_ssize_t n, int activation) noexcept nogil:
+    """In place over the GEMM result z (m, n): a = f(z + b)."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    cdef floating t, top, total
+    for i in range(m):
+        row = z + i * n
+        if activation == SIGMOID:
+            for j in range(n):
+                row[j] = _sigmoid(row[j] + b[j])
+        elif activation == TANH:
+            for j in range(n):
+                row[j] = _tanh(row[j] + b[j])
+        elif activation == RELU:
+            for j in range(n):
+                t = row[j] + b[j]
+                # written so that a NaN stays NaN and divergence is seen
+                row[j] = 0 if t < 0 else t
+        elif activation == SOFTMAX:
+            # subtract the row max so exp never overflows
+            top = row[0] + b[0]
+            for j in range(n):
+                row[j] += b[j]
+                if row[j] > top:
+                    top = row[j]
+            total = 0
+            for j in range(n):
+                row[j] = _exp(row[j] - top)
+                total += row[j]
+            for j in range(n):
+                row[j] /= total
+        else:
+            for j in range(n):
+                row[j] += b[j]
+
+
+cdef void _times_derivative(floating* delta, const floating* a, Py_ssize_t size,
+                            int activation) noexcept nogil:
+    """delta *= f'(z), with f' taken from the cached activation a = f(z)."""
+    cdef Py_ssize_t i
+    if activation == SIGMOID:
+        for i in range(size):
+            delta[i] *= a[i] * (1 - a[i])
+    elif activation == TANH:
+        for i in range(size):
+            delta[i] *= 1 - a[i] * a[i]
+    elif activation == RELU:
+        for i in range(size):
+            if not a[i] > 0:
+                delta[i] = 0
+
+
+cdef double _output_row(floating* a, const floating* b, const floating* y,
+                        floating* delta, Py_ssize_t n, int output, int loss,
+                        Py_ssize_t* n_correct) noexcept nogil:
+    """One output row: a = g(z + b) in place, delta^L = dC/dz, returns C.
+
+    Works from z while it is at hand, so that the log terms are exact and
+    stable: softmax+CE uses log a_k = z_k - logsumexp(z), sigmoid+CE uses
+    -log a = softplus(-z) and -log(1 - a) = softplus(z).
+    """
+    cdef Py_ssize_t j, best_a = 0, best_y = 0
+    cdef floating z, top, total, g
+    cdef double cost = 0, log_total, dot = 0
+    if output == SOFTMAX:
+        top = a[0] + b[0]
+        for j in range(n):
+            a[j] += b[j]
+            if a[j] > top:
+                top = a[j]
+        total = 0
+        for j in range(n):
+            delta[j] = _exp(a[j] - top)      # stash e^(z - max) in delta
+            total += delta[j]
+        if loss == CROSS_ENTROPY:
+            # C = -sum_k y_k log a_k = sum_k y_k (max + log total - z_k)
+            log_total = top + _log(total)
+            for j in range(n):
+                if y[j] != 0:
+                    cost += y[j] * (log_total - a[j])
+                a[j] = delta[j] / total
+                delta[j] = a[j] - y[j]       # delta^L = a - y
+        else:
+            # G = a - y; delta^L = a * (G - rowsum(a * G))
+            for j in range(n):
+                a[j] = delta[j] / total
+                g = a[j] - y[j]
+                cost += 0.5 * g * g
+                dot += a[j] * g
+            for j in range(n):
+                delta[j] = a[j] * ((a[j] - y[j]) - <floating> dot)
+    elif output == SIGMOID:
+        for j in range(n):
+            z = a[j] + b[j]
+            a[j] = _sigmoid(z)
+            g = a[j] - y[j]
+            if loss == CROSS_ENTROPY:
+                # -[y log a + (1-y) log(1-a)] = softplus(z) - y z
+                cost += _softplus(z) - y[j] * z
+                delta[j] = g
+            else:
+                cost += 0.5 * g * g
+                delta[j] = g * a[j] * (1 - a[j])
+    else:
+        for j in range(n):
+            a[j] += b[j]
+            g = a[j] - y[j]
+            cost += 0.5 * g * g
+            delta[j] = g
+
+    if n == 1:
+        if (a[0] >= 0.5) == (y[0] >= 0.5):
+            n_correct[0] += 1
+    else:
+        for j in range(1, n):
+            if a[j] > a[best_a]:
+                best_a = j
+            if y[j] > y[best_y]:
+                best_y = j
+        if best_a == best_y:
+            n_correct[0] += 1
+    return cost
+
+
+cdef double _penalty(floating** W, const Py_ssize_t* sizes, Py_ssize_t n_layers,
+                     double l2) noexcept nogil:
+    """(l2 / 2) sum_l ||W^l||_F^2."""
+    cdef Py_ssize_t k, i
+    cdef double total = 0
+    cdef floating* w
+    if l2 == 0:
+        return 0
+    for k in range(n_layers):
+        w = W[k]
+        for i in range(sizes[k] * sizes[k + 1]):
+            total += <double> w[i] * w[i]
+    return 0.5 * l2 * total
+
+
+cdef void _column_sums(const floating* delta, Py_ssize_t m, Py_ssize_t n,
+                       floating* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(n):
+        out[j] = 0
+    for i in range(m):
+        for j in range(n):
+            out[j] += delta[i * n + j]
+
+
+# ---------------------------------------------------------------- whole network
+
+cdef double _forward_batch(floating** W, floating** B, floating** A,
+                           const Py_ssize_t* sizes, Py_ssize_t n_layers,
+                           const int* activations, int loss,
+                           const floating* y, Py_ssize_t m, floating* delta,
+                           Py_ssize_t* n_correct) noexcept nogil:
+    """Forward pass from A[0]; caches A[1..L]. With y, also delta^L and sum C_i."""
+    cdef Py_ssize_t k, i, n_in, n_out
+    cdef double cost = 0
+    for k in range(n_layers):
+        n_in = sizes[k]
+        n_out = sizes[k + 1]
+        # Z^k = A^{k-1} (W^k)^T, then bias and activation while it is hot
+        _gemm(c'N', c'T', <int> m, <int> n_out, <int> n_in, 1, A[k], <int> n_in,
+              W[k], <int> n_in, 0, A[k + 1], <int> n_out)
+        if k < n_layers - 1 or y == NULL:
+            _bias_activation(A[k + 1], B[k], m, n_out, activations[k])
+        else:
+            for i in range(m):
+                cost += _output_row(A[k + 1] + i * n_out, B[k], y + i * n_out,
+                                    delta + i * n_out, n_out, activations[k],
+                                    loss, n_correct)
+    return cost
+
+
+cdef void _backward_batch(floating** W, floating** B, floating** A,
+                          floating** GW, floating** GB,
+                          const Py_ssize_t* sizes, Py_ssize_t n_layers,
+                          const int* activations, Py_ssize_t m,
+                          floating* delta, floating* spare, floating* column_sums,
+                          int mode, double learning_rate, double l2,
+                          double momentum) noexcept nogil:
+    """Backpropagate delta^L (in `delta`) and update or write gradients.
+
+    Layer k's update comes after delta^{k-1} has been computed from the old
+    W^k, so the recursion always sees the parameters of the forward pass.
+    """
+    cdef Py_ssize_t k, i, j, n_in, n_out, size
+    cdef floating* swap
+    cdef floating* w
+    cdef floating* v
+    cdef floating step = <floating> (learning_rate / m)
+    cdef floating eta_l2 = <floating> (learning_rate * l2)
+    cdef floating mu = <floating> momentum
+    cdef floating decay = <floating> (l2)
+    for k in range(n_layers - 1, -1, -1):
+        n_in = sizes[k]
+        n_out = sizes[k + 1]
+        size = n_in * n_out
+        if k > 0:
+            # delta^{k-1} = (delta^k W^k) * f'(A^k); the input layer needs none
+            _gemm(c'N', c'N', <int> m, <int> n_in, <int> n_out, 1, delta,
+                  <int> n_out, W[k], <int> n_in, 0, spare, <int> n_in)
+            _times_derivative(spare, A[k], m * n_in, activations[k - 1])
+        _column_sums(delta, m, n_out, column_sums)
+        w = W[k]
+        if mode == MODE_SGD:
+            # W <- (1 - eta l2) W - (eta/m) delta^T A^{k-1}
+            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, -step, delta,
+                  <int> n_out, A[k], <int> n_in, 1 - eta_l2, w, <int> n_in)
+            for j in range(n_out):
+                B[k][j] -= step * column_sums[j]
+        elif mode == MODE_MOMENTUM:
+            # v <- mu v - eta (dJ/dW); W <- W + v
+            v = GW[k]
+            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, -step, delta,
+                  <int> n_out, A[k], <int> n_in, mu, v, <int> n_in)
+            if eta_l2 != 0:
+                for i in range(size):
+                    v[i] -= eta_l2 * w[i]
+                    w[i] += v[i]
+            else:
+                for i in range(size):
+                    w[i] += v[i]
+            v = GB[k]
+            for j in range(n_out):
+                v[j] = mu * v[j] - step * column_sums[j]
+                B[k][j] += v[j]
+        else:
+            # dJ/dW = (1/m) delta^T A^{k-1} + l2 W ; dJ/db = (1/m) sum_rows delta
+            v = GW[k]
+            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m,
+                  <floating> (1.0 / m), delta, <int> n_out, A[k], <int> n_in, 0,
+                  v, <int> n_in)
+            if decay != 0:
+                for i in range(size):
+                    v[i] += decay * w[i]
+            for j in range(n_out):
+                GB[k][j] = column_sums[j] / m
+        if k > 0:
+            swap = delta
+            delta = spare
+            spare = swap
+
+
+# ------------------------------------------------------------- buffers & checks
+
+def parameter_count(const Py_ssize_t[::1] sizes):
+    """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...]."""
+    cdef Py_ssize_t k, total = 0
+    for k in range(sizes.shape[0] - 1):
+        total += sizes[k + 1] * (sizes[k] + 1)
+    return total
+
+
+def workspace_size(const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
+    """Length of the work vector for batches of up to `capacity` rows.
+
+    Layout: A^1 .. A^L, two delta buffers of the widest layer, a gathered
+    input batch, a gathered target batch, one row of column sums.
+    """
+    cdef Py_ssize_t k, n_layers = sizes.shape[0] - 1, widest = 0, total = 0
+    for k in range(1, n_layers + 1):
+        total += sizes[k]
+        if sizes[k] > widest:
+            widest = sizes[k]
+    return capacity * (total + 2 * widest + sizes[0] + sizes[n_layers]) + widest
+
+
+cdef int _bind(floating* params, floating* grads, floating* work,
+               const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t capacity,
+               floating** W, floating** B, floating** GW, floating** GB,
+               floating** A, floating** delta, floating** spare,
+               floating** x_rows, floating** y_rows,
+               floating** column_sums) noexcept nogil:
+    """Point the layer arrays into the flat parameter, gradient and work vectors."""
+    cdef Py_ssize_t k, offset = 0, widest = 0
+    for k in range(n_layers):
+        W[k] = params + offset
+        if grads != NULL:
+            GW[k] = grads + offset
+        offset += sizes[k] * sizes[k + 1]
+        B[k] = params + offset
+        if grads != NULL:
+            GB[k] = grads + offset
+        offset += sizes[k + 1]
+    offset = 0
+    for k in range(1, n_layers + 1):
+        A[k] = work + offset
+        offset += capacity * sizes[k]
+        if sizes[k] > widest:
+            widest = sizes[k]
+    delta[0] = work + offset
+    offset += capacity * widest
+    spare[0] = work + offset
+    offset += capacity * widest
+    x_rows[0] = work + offset
+    offset += capacity * sizes[0]
+    y_rows[0] = work + offset
+    offset += capacity * sizes[n_layers]
+    column_sums[0] = work + offset
+    return 0
+
+
+cdef _check_network(Py_ssize_t n_params, const Py_ssize_t[::1] sizes,
+                    Py_ssize_t n_activations):
+    if sizes.shape[0] < 2:
+        raise ValueError("sizes needs at least an input and an output layer")
+    if n_activations != sizes.shape[0] - 1:
+        raise ValueError("activations needs one code per layer")
+    if n_params != parameter_count(sizes):
+        raise ValueError("params does not match sizes")
+
+
+cdef _check_work(Py_ssize_t n_work, const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
+    if n_work < workspace_size(sizes, capacity):
+        raise ValueError("work is too small for this batch size; "
+                         "allocate it with workspace_size(sizes, capacity)")
+
+
+cdef _check_data(Py_ssize_t rows_x, Py_ssize_t cols_x, Py_ssize_t rows_y,
+                 Py_ssize_t cols_y, const Py_ssize_t[::1] sizes):
+    if cols_x != sizes[0] or cols_y != sizes[sizes.shape[0] - 1] or rows_x != rows_y:
+        raise ValueError("X and Y shapes do not match the network")
+
+
+# ------------------------------------------------------------------ entry points
+
+def train_epoch(floating[::1] params, floating[::1] velocity,
+                const Py_ssize_t[::1] sizes, const int[::1] activations, int loss,
+                const floating[:, ::1] X, const floating[:, ::1] Y,
+                const Py_ssize_t[::1] order, Py_ssize_t batch_size,
+                floating[::1] work, double learning_rate, double l2,
+                double momentum):
+    """One epoch of mini-batch SGD in one GIL-free call.
+
+    Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
+    0, 1, ..., n-1, and then rows are read in place, not gathered); each
+    batch is forward, output delta, backward and update, all in `work`.
+    `velocity` (the flat layout of `params`) is used when momentum > 0.
+
+    Returns (sum over batches of m_B * J_B, number of correct predictions),
+    each J_B measured at the parameters before that batch's update.
+    """
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_samples = X.shape[0]
+    cdef Py_ssize_t n_in = sizes[0], n_out = sizes[n_layers]
+    cdef Py_ssize_t start, stop, m, i, n_correct = 0
+    cdef bint gather = order.shape[0] > 0
+    cdef int mode = MODE_MOMENTUM if momentum != 0 else MODE_SGD
+    cdef double total = 0, penalty
+    cdef floating** ptrs
+    cdef floating* delta
+    cdef floating* spare
+    cdef floating* x_rows
+    cdef floating* y_rows
+    cdef floating* column_sums
+    cdef const floating* y_batch
+
+    _check_network(params.shape[0], sizes, activations.shape[0])
+    _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
+    _check_work(work.shape[0], sizes, batch_size)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if gather and order.shape[0] != n_samples:
+        raise ValueError("order must be empty or a permutation of the rows")
+    if mode == MODE_MOMENTUM and velocity.shape[0] != params.shape[0]:
+        raise ValueError("velocity must have the layout of params")
+    if n_samples == 0:
+        return 0.0, 0
+
+    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            # ptrs holds W, B, GW (velocity), GB, A: n_layers + 1 slots each
+            _bind(&params[0], &velocity[0] if mode == MODE_MOMENTUM else NULL,
+                  &work[0], &sizes[0], n_layers, batch_size,
+                  ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
+                  ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                  &delta, &spare, &x_rows, &y_rows, &column_sums)
+            start = 0
+            while start < n_samples:
+                stop = start + batch_size
+                if stop > n_samples:
+                    stop = n_samples
+                m = stop - start
+                if gather:
+                    for i in range(m):
+                        memcpy(x_rows + i * n_in, &X[order[start + i], 0],
+                               n_in * sizeof(floating))
+                        memcpy(y_rows + i * n_out, &Y[order[start + i], 0],
+                               n_out * sizeof(floating))
+                    ptrs[4 * (n_layers + 1)] = x_rows
+                    y_batch = y_rows
+                else:
+                    ptrs[4 * (n_layers + 1)] = <floating*> &X[start, 0]
+                    y_batch = &Y[start, 0]
+                penalty = _penalty(ptrs, &sizes[0], n_layers, l2)
+                total += _forward_batch(
+                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                    &sizes[0], n_layers, &activations[0], loss, y_batch, m,
+                    delta, &n_correct) + m * penalty
+                _backward_batch(
+                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                    ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
+                    &sizes[0], n_layers, &activations[0], m, delta, spare,
+                    column_sums, mode, learning_rate, l2, momentum)
+                start = stop
+    finally:
+        free(ptrs)
+    return total, n_correct
+
+
+def loss_and_gradients(const floating[::1] params, floating[::1] grads,
+                       const Py_ssize_t[::1] sizes, const int[::1] activations,
+                       int loss, const floating[:, ::1] X,
+                       const floating[:, ::1] Y, floating[::1] work, double l2):
+    """J on the batch (X, Y) and dJ/dW, dJ/db written into `grads`.
+
+    `work` must hold a batch of X.shape[0] rows. Returns (J, n_correct).
+    """
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t m = X.shape[0], n_correct = 0
+    cdef double total
+    cdef floating** ptrs
+    cdef floating* delta
+    cdef floating* spare
+    cdef floating* x_rows
+    cdef floating* y_rows
+    cdef floating* column_sums
+
+    _check_network(params.shape[0], sizes, activations.shape[0])
+    _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
+    _check_work(work.shape[0], sizes, m)
+    if grads.shape[0] != params.shape[0]:
+        raise ValueError("grads must have the layout of params")
+    if m == 0:
+        raise ValueError("X must have at least one row")
+
+    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            _bind(<floating*> &params[0], &grads[0], &work[0], &sizes[0],
+                  n_layers, m, ptrs, ptrs + (n_layers + 1),
+                  ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
+                  ptrs + 4 * (n_layers + 1), &delta, &spare, &x_rows, &y_rows,
+                  &column_sums)
+            ptrs[4 * (n_layers + 1)] = <floating*> &X[0, 0]
+            total = _forward_batch(
+                ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                &sizes[0], n_layers, &activations[0], loss, &Y[0, 0], m,
+                delta, &n_correct) / m
+            total += _penalty(ptrs, &sizes[0], n_layers, l2)
+            _backward_batch(
+                ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
+                &sizes[0], n_layers, &activations[0], m, delta, spare,
+                column_sums, MODE_GRADIENTS, 0.0, l2, 0.0)
+    finally:
+        free(ptrs)
+    return total, n_correct
+
+
+def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
+            const int[::1] activations, int loss, const floating[:, ::1] X,
+            const floating[:, ::1] Y, floating[:, ::1] out, floating[::1] work,
+            Py_ssize_t capacity):
+    """Output activations A^L of X into `out`, `capacity` rows at a time.
+
+    With a Y of X's length (an empty Y skips this), also returns the data
+    cost sum_i C_i and the number of correct predictions; otherwise (0, 0).
+    """
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_samples = X.shape[0], n_out = sizes[n_layers]
+    cdef Py_ssize_t start, stop, m, n_correct = 0
+    cdef bint with_targets = Y.shape[0] > 0
+    cdef double total = 0
+    cdef floating** ptrs
+    cdef floating* delta
+    cdef floating* spare
+    cdef floating* x_rows
+    cdef floating* y_rows
+    cdef floating* column_sums
+    cdef floating* last
+
+    _check_network(params.shape[0], sizes, activations.shape[0])
+    if with_targets:
+        _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
+    elif X.shape[1] != sizes[0]:
+        raise ValueError("X shape does not match the network")
+    if out.shape[0] != n_samples or out.shape[1] != n_out:
+        raise ValueError("out must have shape (n_samples, n_outputs)")
+    _check_work(work.shape[0], sizes, capacity)
+    if capacity < 1:
+        raise ValueError("capacity must be >= 1")
+    if n_samples == 0:
+        return 0.0, 0
+
+    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
+    if ptrs == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            _bind(<floating*> &params[0], NULL, &work[0], &sizes[0], n_layers,
+                  capacity, ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
+                  ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                  &delta, &spare, &x_rows, &y_rows, &column_sums)
+            start = 0
+            while start < n_samples:
+                stop = start + capacity
+                if stop > n_samples:
+                    stop = n_samples
+                m = stop - start
+                ptrs[4 * (n_layers + 1)] = <floating*> &X[start, 0]
+                # the output layer writes straight into `out`
+                last = ptrs[4 * (n_layers + 1) + n_layers]
+                ptrs[4 * (n_layers + 1) + n_layers] = &out[start, 0]
+                total += _forward_batch(
+                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                    &sizes[0], n_layers, &activations[0], loss,
+                    &Y[start, 0] if with_targets else NULL, m, delta,
+                    &n_correct)
+                ptrs[4 * (n_layers + 1) + n_layers] = last
+                start = stop
+    finally:
+        free(ptrs)
+    return total, n_correct

@@ -1,0 +1,313 @@
+"""Trainer: loss, optimizer, regularization and the fit loop around the kernels."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import _kernels
+from ._validation import Interval, Options, check_inputs, check_params, check_targets
+from .network import Network, _check_seed
+
+__all__ = ["Trainer", "DivergenceError"]
+
+logger = logging.getLogger("fastbp")
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced NaN or infinite parameters or loss.
+
+    Raised after the parameters (and optimizer state) from before the
+    failing epoch or step have been restored.
+    """
+
+
+class Trainer:
+    """Mini-batch gradient descent on a Network.
+
+    The objective on a batch B of m samples is
+
+        J = (1/m) sum_{i in B} C_i + (l2 / 2) sum_l ||W^l||_F^2
+
+    with C the per-sample cost (``mse``: 1/2 ||a - y||^2; ``cross_entropy``:
+    -sum y log a for softmax, the binary form for sigmoid outputs). Biases are
+    never regularized.
+
+    Parameters
+    ----------
+    network : Network
+        The network to train; its parameters are updated in place.
+    loss : {'mse', 'cross_entropy'}
+        Per-sample cost C. cross_entropy needs a sigmoid or softmax output.
+    learning_rate : float > 0
+        Step size eta.
+    batch_size : int >= 1
+        Mini-batch size m; the last batch of an epoch may be shorter.
+    l2 : float >= 0
+        L2 penalty lambda on the weights, as in J above. Nielsen's lambda
+        over n training samples is ``l2 = lambda_N / n``; scikit-learn's
+        ``alpha`` with batch size m is ``l2 = alpha / m``.
+    optimizer : {'sgd'}
+        Update rule.
+    momentum : float in [0, 1)
+        Heavy-ball momentum: ``v <- momentum v - eta dJ/dW; W <- W + v``.
+        0 is plain SGD: ``W <- (1 - eta l2) W - (eta/m) delta^T A``.
+    shuffle : bool
+        Draw a fresh permutation of the samples each epoch from the trainer's
+        own generator; False takes the batches in order.
+    seed : int or None
+        Seed of the trainer's generator (shuffling); None draws fresh entropy.
+
+    Attributes
+    ----------
+    history : dict of list
+        Per-epoch metrics over every `fit` call so far.
+    epoch : int
+        Number of epochs trained by `fit`.
+    """
+
+    _parameter_constraints = {
+        "loss": Options(("mse", "cross_entropy")),
+        "learning_rate": Interval(Real, 0, None, closed="neither"),
+        "batch_size": Interval(Integral, 1, None, closed="left"),
+        "l2": Interval(Real, 0, None, closed="left"),
+        "optimizer": Options(("sgd",)),
+        "momentum": Interval(Real, 0, 1, closed="left"),
+        "shuffle": Options((True, False)),
+    }
+
+    def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
+                 optimizer="sgd", momentum=0.0, shuffle=True, seed=None):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
+        self.network = network
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.l2 = l2
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.shuffle = shuffle
+        self.seed = _check_seed(seed)
+        self._validate_params()
+        self._rng = np.random.default_rng(self.seed)
+        self._velocity = np.zeros_like(network._params)
+        self._work = np.empty(0, dtype=network.dtype)
+        self.history = {}
+        self.epoch = 0
+
+    # ------------------------------------------------------------- validation
+
+    def _validate_params(self):
+        """Check every hyperparameter; raises before anything changes."""
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        check_params(params, self._parameter_constraints)
+        if self.loss == "cross_entropy" and self.network.output == "identity":
+            raise ValueError(
+                "loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
+                "'softmax' in the Network, or loss='mse'"
+            )
+
+    def _check_data(self, X, Y, names=("X", "Y")):
+        net = self.network
+        X = check_inputs(X, int(net._sizes[0]), net.dtype.type, name=names[0])
+        Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
+                                     name=names[1])
+        return X, Y, is_labels
+
+    def _workspace(self, capacity):
+        """The work vector for batches of `capacity` rows, grown only when needed."""
+        size = _kernels.workspace_size(self.network._sizes, capacity)
+        if self._work.size < size or self._work.dtype != self.network.dtype:
+            self._work = np.empty(size, dtype=self.network.dtype)
+        return self._work
+
+    def _penalty(self):
+        if self.l2 == 0:
+            return 0.0
+        return 0.5 * self.l2 * sum(float(np.dot(w.ravel(), w.ravel())) for w in self.network.weights)
+
+    @property
+    def _loss_code(self):
+        return _kernels.LOSS_CODES[self.loss]
+
+    # ------------------------------------------------------------------ API
+
+    def loss_and_gradients(self, X, Y):
+        """The objective J and its gradients on one batch, without an update.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_0)
+        Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+
+        Returns
+        -------
+        loss : float
+            J on the batch, L2 penalty included.
+        grad_weights : list of ndarray of shape (n_l, n_{l-1})
+            dJ/dW^l.
+        grad_biases : list of ndarray of shape (n_l,)
+            dJ/db^l.
+        """
+        self._validate_params()
+        X, Y, _ = self._check_data(X, Y)
+        net = self.network
+        grads = np.empty_like(net._params)
+        loss, _ = _kernels.loss_and_gradients(
+            net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
+            self._workspace(X.shape[0]), float(self.l2),
+        )
+        grad_weights, grad_biases, offset = [], [], 0
+        for weight, bias in zip(net.weights, net.biases):
+            grad_weights.append(grads[offset:offset + weight.size].reshape(weight.shape))
+            offset += weight.size
+            grad_biases.append(grads[offset:offset + bias.size])
+            offset += bias.size
+        return float(loss), grad_weights, grad_biases
+
+    def step(self, X, Y):
+        """One update from one mini-batch (all of X and Y).
+
+        Returns
+        -------
+        loss : float
+            J on the batch before the update.
+        """
+        self._validate_params()
+        X, Y, _ = self._check_data(X, Y)
+        total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], "this step")
+        return total / X.shape[0]
+
+    def evaluate(self, X, Y):
+        """Objective and accuracy on a data set, without any update.
+
+        Returns
+        -------
+        metrics : dict
+            ``loss`` (J with the L2 penalty, as in training) and, when Y holds
+            class labels or one-hot rows, ``accuracy``.
+        """
+        self._validate_params()
+        X, Y, is_labels = self._check_data(X, Y)
+        return self._evaluate(X, Y, is_labels)
+
+    def _evaluate(self, X, Y, is_labels):
+        _, cost, n_correct = self.network._forward(X, Y, self._loss_code)
+        metrics = {"loss": cost / X.shape[0] + self._penalty()}
+        if is_labels:
+            metrics["accuracy"] = n_correct / X.shape[0]
+        return metrics
+
+    def fit(self, X, Y, epochs=30, validation_data=None, verbose=0):
+        """Train for `epochs` epochs of mini-batch gradient descent.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_0)
+            Training inputs, any memory layout.
+        Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+            Training targets; integer labels in [0, n_L) are one-hot encoded.
+        epochs : int >= 0
+            Number of passes over the data.
+        validation_data : tuple (X_val, Y_val), optional
+            Held-out data evaluated after every epoch.
+        verbose : {0, 1, 2}
+            0 prints nothing; 1 or 2 prints one line per epoch to stdout.
+
+        Returns
+        -------
+        history : dict of list
+            One value per epoch of this call: ``loss`` (mean J over the
+            epoch's batches, each before its update), ``accuracy`` when Y
+            holds class labels, ``val_loss`` and ``val_accuracy`` with
+            validation data.
+
+        Raises
+        ------
+        DivergenceError
+            When an epoch ends with NaN or infinite loss or parameters; the
+            parameters from before that epoch are restored first.
+        """
+        self._validate_params()
+        check_params({"epochs": epochs, "verbose": verbose}, {
+            "epochs": Interval(Integral, 0, None, closed="left"),
+            "verbose": Interval(Integral, 0, 2, closed="both"),
+        })
+        X, Y, is_labels = self._check_data(X, Y)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a tuple (X_val, Y_val)")
+            X_val, Y_val, val_is_labels = self._check_data(
+                *validation_data, names=("validation_data[0]", "validation_data[1]")
+            )
+
+        history = {"loss": []}
+        if is_labels:
+            history["accuracy"] = []
+        if validation_data is not None:
+            history["val_loss"] = []
+            if val_is_labels:
+                history["val_accuracy"] = []
+
+        n_samples = X.shape[0]
+        no_order = np.empty(0, dtype=np.intp)
+        for _ in range(int(epochs)):
+            started = time.perf_counter()
+            order = self._rng.permutation(n_samples) if self.shuffle else no_order
+            total, n_correct = self._run_epoch(
+                X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}"
+            )
+            self.epoch += 1
+            record = {"loss": total / n_samples}
+            if is_labels:
+                record["accuracy"] = n_correct / n_samples
+            if validation_data is not None:
+                metrics = self._evaluate(X_val, Y_val, val_is_labels)
+                record["val_loss"] = metrics["loss"]
+                if val_is_labels:
+                    record["val_accuracy"] = metrics["accuracy"]
+            for key, value in record.items():
+                history[key].append(value)
+                self.history.setdefault(key, []).append(value)
+            line = f"epoch {self.epoch}: " + ", ".join(
+                f"{key} {value:.4f}" for key, value in record.items()
+            ) + f" ({time.perf_counter() - started:.2f} s)"
+            logger.debug(line)
+            if verbose:
+                print(line, file=sys.stdout, flush=True)
+        return history
+
+    def _run_epoch(self, X, Y, order, batch_size, what):
+        """Run the epoch kernel; on NaN/inf restore the parameters and raise."""
+        net = self.network
+        saved_params = net._params.copy()
+        saved_velocity = self._velocity.copy() if self.momentum else None
+        total, n_correct = _kernels.train_epoch(
+            net._params, self._velocity, net._sizes, net._codes, self._loss_code, X, Y,
+            order, batch_size, self._workspace(batch_size), float(self.learning_rate),
+            float(self.l2), float(self.momentum),
+        )
+        if not (np.isfinite(total) and np.isfinite(net._params).all()):
+            net._params[...] = saved_params
+            if saved_velocity is not None:
+                self._velocity[...] = saved_velocity
+            raise DivergenceError(
+                f"training diverged in {what}: the loss or parameters became NaN or "
+                f"infinite. The parameters from before it were restored. Try decreasing "
+                f"the learning rate (now {self.learning_rate}), scaling the inputs, or "
+                f"using loss='cross_entropy' with a softmax or sigmoid output."
+            )
+        return total, n_correct
+
+    def __repr__(self):
+        return (
+            f"Trainer(network={self.network!r}, loss={self.loss!r}, "
+            f"learning_rate={self.learning_rate!r}, batch_size={self.batch_size!r}, "
+            f"l2={self.l2!r}, optimizer={self.optimizer!r}, momentum={self.momentum!r}, "
+            f"shuffle={self.shuffle!r}, seed={self.seed!r}, epochs_trained={self.epoch})"
+        )
