@@ -37,6 +37,33 @@ cdef enum:
     MODE_MOMENTUM = 1   # SGD with (heavy-ball) momentum
     MODE_GRADIENTS = 2  # write dJ/dW, dJ/db into a gradient vector, no update
 
+cdef extern from "_microkernels.h" nogil:
+    int fbp_have_avx2()
+    void fbp_dgemm_nt(int m, int n, int k, const double* A, const double* W, double* Z)
+    void fbp_sgemm_nt(int m, int n, int k, const float* A, const float* W, float* Z)
+    void fbp_dger(int rows, int cols, int m, const double* P, const double* A,
+                  double beta, double* C)
+    void fbp_sger(int rows, int cols, int m, const float* P, const float* A,
+                  float beta, float* C)
+
+# Batches of at most this many rows use the register-blocked kernels of
+# _microkernels.h for their two big products instead of BLAS, whose packing
+# and dispatch dominate at that size (bench/README.md has the measurements).
+cdef bint _have_avx2 = fbp_have_avx2()
+cdef Py_ssize_t _small_batch = 32 if _have_avx2 else 0
+
+
+def _set_small_batch(Py_ssize_t rows):
+    """Testing knob: use the small-batch kernels up to `rows` rows; returns the old limit.
+
+    0 sends every product to BLAS. Has no effect without AVX2 + FMA.
+    """
+    global _small_batch
+    old = _small_batch
+    _small_batch = rows if _have_avx2 else 0
+    return old
+
+
 ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH,
                     "relu": RELU, "softmax": SOFTMAX}
 LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
@@ -103,6 +130,39 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k,
     else:
         dgemm(&transb, &transa, &n, &m, &k, &alpha, <double*> b, &ldb,
               <double*> a, &lda, &beta, c, &ldc)
+
+
+cdef inline void _matmul_nt(const floating* a, const floating* w, floating* z,
+                            Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Z (m, n) := A (m, k) . W^T, with W of shape (n, k)."""
+    if m <= _small_batch:
+        if floating is float:
+            fbp_sgemm_nt(<int> m, <int> n, <int> k, a, w, z)
+        else:
+            fbp_dgemm_nt(<int> m, <int> n, <int> k, a, w, z)
+    else:
+        _gemm(c'N', c'T', <int> m, <int> n, <int> k, 1, a, <int> k, w, <int> k, 0,
+              z, <int> n)
+
+
+cdef inline void _outer_update(const floating* delta, const floating* a,
+                               Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n_in,
+                               floating scale, floating beta, floating* c,
+                               floating* scratch) noexcept nogil:
+    """C (n_out, n_in) := beta C + scale delta^T A, delta (m, n_out), A (m, n_in)."""
+    cdef Py_ssize_t i, j
+    if m <= _small_batch:
+        # P = scale delta^T, laid out row by row for the kernel's broadcasts
+        for i in range(m):
+            for j in range(n_out):
+                scratch[j * m + i] = scale * delta[i * n_out + j]
+        if floating is float:
+            fbp_sger(<int> n_out, <int> n_in, <int> m, scratch, a, beta, c)
+        else:
+            fbp_dger(<int> n_out, <int> n_in, <int> m, scratch, a, beta, c)
+    else:
+        _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, scale, delta,
+              <int> n_out, a, <int> n_in, beta, c, <int> n_in)
 
 
 # ---------------------------------------------------------------- layer pieces
@@ -271,8 +331,7 @@ cdef double _forward_batch(floating** W, floating** B, floating** A,
         n_in = sizes[k]
         n_out = sizes[k + 1]
         # Z^k = A^{k-1} (W^k)^T, then bias and activation while it is hot
-        _gemm(c'N', c'T', <int> m, <int> n_out, <int> n_in, 1, A[k], <int> n_in,
-              W[k], <int> n_in, 0, A[k + 1], <int> n_out)
+        _matmul_nt(A[k], W[k], A[k + 1], m, n_out, n_in)
         if k < n_layers - 1 or y == NULL:
             _bias_activation(A[k + 1], B[k], m, n_out, activations[k])
         else:
@@ -288,7 +347,7 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
                           const Py_ssize_t* sizes, Py_ssize_t n_layers,
                           const int* activations, Py_ssize_t m,
                           floating* delta, floating* spare, floating* column_sums,
-                          int mode, double learning_rate, double l2,
+                          floating* scratch, int mode, double learning_rate, double l2,
                           double momentum) noexcept nogil:
     """Backpropagate delta^L (in `delta`) and update or write gradients.
 
@@ -316,15 +375,13 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
         w = W[k]
         if mode == MODE_SGD:
             # W <- (1 - eta l2) W - (eta/m) delta^T A^{k-1}
-            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, -step, delta,
-                  <int> n_out, A[k], <int> n_in, 1 - eta_l2, w, <int> n_in)
+            _outer_update(delta, A[k], m, n_out, n_in, -step, 1 - eta_l2, w, scratch)
             for j in range(n_out):
                 B[k][j] -= step * column_sums[j]
         elif mode == MODE_MOMENTUM:
             # v <- mu v - eta (dJ/dW); W <- W + v
             v = GW[k]
-            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, -step, delta,
-                  <int> n_out, A[k], <int> n_in, mu, v, <int> n_in)
+            _outer_update(delta, A[k], m, n_out, n_in, -step, mu, v, scratch)
             if eta_l2 != 0:
                 for i in range(size):
                     v[i] -= eta_l2 * w[i]
@@ -339,9 +396,8 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
         else:
             # dJ/dW = (1/m) delta^T A^{k-1} + l2 W ; dJ/db = (1/m) sum_rows delta
             v = GW[k]
-            _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m,
-                  <floating> (1.0 / m), delta, <int> n_out, A[k], <int> n_in, 0,
-                  v, <int> n_in)
+            _outer_update(delta, A[k], m, n_out, n_in, <floating> (1.0 / m), 0, v,
+                          scratch)
             if decay != 0:
                 for i in range(size):
                     v[i] += decay * w[i]
@@ -366,15 +422,16 @@ def parameter_count(const Py_ssize_t[::1] sizes):
 def workspace_size(const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
     """Length of the work vector for batches of up to `capacity` rows.
 
-    Layout: A^1 .. A^L, two delta buffers of the widest layer, a gathered
-    input batch, a gathered target batch, one row of column sums.
+    Layout: A^1 .. A^L, three buffers of the widest layer (two deltas and the
+    scaled delta^T of the small-batch update), a gathered input batch, a
+    gathered target batch, one row of column sums.
     """
     cdef Py_ssize_t k, n_layers = sizes.shape[0] - 1, widest = 0, total = 0
     for k in range(1, n_layers + 1):
         total += sizes[k]
         if sizes[k] > widest:
             widest = sizes[k]
-    return capacity * (total + 2 * widest + sizes[0] + sizes[n_layers]) + widest
+    return capacity * (total + 3 * widest + sizes[0] + sizes[n_layers]) + widest
 
 
 cdef int _bind(floating* params, floating* grads, floating* work,
@@ -382,7 +439,7 @@ cdef int _bind(floating* params, floating* grads, floating* work,
                floating** W, floating** B, floating** GW, floating** GB,
                floating** A, floating** delta, floating** spare,
                floating** x_rows, floating** y_rows,
-               floating** column_sums) noexcept nogil:
+               floating** column_sums, floating** scratch) noexcept nogil:
     """Point the layer arrays into the flat parameter, gradient and work vectors."""
     cdef Py_ssize_t k, offset = 0, widest = 0
     for k in range(n_layers):
@@ -403,6 +460,8 @@ cdef int _bind(floating* params, floating* grads, floating* work,
     delta[0] = work + offset
     offset += capacity * widest
     spare[0] = work + offset
+    offset += capacity * widest
+    scratch[0] = work + offset
     offset += capacity * widest
     x_rows[0] = work + offset
     offset += capacity * sizes[0]
@@ -465,6 +524,7 @@ def train_epoch(floating[::1] params, floating[::1] velocity,
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
+    cdef floating* scratch
     cdef const floating* y_batch
 
     _check_network(params.shape[0], sizes, activations.shape[0])
@@ -489,7 +549,7 @@ def train_epoch(floating[::1] params, floating[::1] velocity,
                   &work[0], &sizes[0], n_layers, batch_size,
                   ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
                   ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                  &delta, &spare, &x_rows, &y_rows, &column_sums)
+                  &delta, &spare, &x_rows, &y_rows, &column_sums, &scratch)
             start = 0
             while start < n_samples:
                 stop = start + batch_size
@@ -516,7 +576,7 @@ def train_epoch(floating[::1] params, floating[::1] velocity,
                     ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
                     ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
                     &sizes[0], n_layers, &activations[0], m, delta, spare,
-                    column_sums, mode, learning_rate, l2, momentum)
+                    column_sums, scratch, mode, learning_rate, l2, momentum)
                 start = stop
     finally:
         free(ptrs)
@@ -540,6 +600,7 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
+    cdef floating* scratch
 
     _check_network(params.shape[0], sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
@@ -558,7 +619,7 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                   n_layers, m, ptrs, ptrs + (n_layers + 1),
                   ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
                   ptrs + 4 * (n_layers + 1), &delta, &spare, &x_rows, &y_rows,
-                  &column_sums)
+                  &column_sums, &scratch)
             ptrs[4 * (n_layers + 1)] = <floating*> &X[0, 0]
             total = _forward_batch(
                 ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
@@ -569,7 +630,7 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                 ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
                 ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
                 &sizes[0], n_layers, &activations[0], m, delta, spare,
-                column_sums, MODE_GRADIENTS, 0.0, l2, 0.0)
+                column_sums, scratch, MODE_GRADIENTS, 0.0, l2, 0.0)
     finally:
         free(ptrs)
     return total, n_correct
@@ -595,6 +656,7 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
+    cdef floating* scratch
     cdef floating* last
 
     _check_network(params.shape[0], sizes, activations.shape[0])
@@ -618,7 +680,7 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
             _bind(<floating*> &params[0], NULL, &work[0], &sizes[0], n_layers,
                   capacity, ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
                   ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                  &delta, &spare, &x_rows, &y_rows, &column_sums)
+                  &delta, &spare, &x_rows, &y_rows, &column_sums, &scratch)
             start = 0
             while start < n_samples:
                 stop = start + capacity
