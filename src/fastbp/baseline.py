@@ -1,0 +1,413 @@
+"""The maths of DESIGN.md in plain, vectorized NumPy.
+
+This module is the *oracle* for the tests and the *baseline* for the
+benchmarks, so it is written for clarity, straight from the formulas: one
+matmul per layer per batch, new arrays allocated freely. It imports nothing
+from the rest of fastbp.
+
+Notation (the seed texts'): layers l = 1..L with sizes n_0 .. n_L, weights
+W^l of shape (n_l, n_{l-1}), biases b^l of shape (n_l,), a batch stored as
+rows, A^0 = X of shape (m, n_0), and
+
+    Z^l = A^{l-1} (W^l)^T + b^l,    A^l = f_l(Z^l)
+
+with f a hidden activation and g = f_L the output function. The objective on
+a batch of m samples is
+
+    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2
+
+and biases are never regularized.
+
+Every computation stays in the parameters' dtype: X, Y and the scalar
+hyperparameters are cast to it, so float32 is never upcast to float64.
+Underflow to zero (e.g. sigmoid(-1e4), exp of a very negative softmax
+argument) is the correct saturated value and is silenced locally; overflow
+cannot happen because every exponential takes a non-positive argument.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "OUTPUTS",
+    "LOSSES",
+    "forward",
+    "loss",
+    "loss_and_gradients",
+    "train_epoch",
+]
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")  # hidden layers
+OUTPUTS = ("sigmoid", "softmax", "identity")
+LOSSES = ("mse", "cross_entropy")
+
+
+# --------------------------------------------------------------------------
+# Validation of the string arguments (the only validation this oracle does)
+# --------------------------------------------------------------------------
+
+
+def _check_option(name, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+
+
+def _hidden_activations(activation, n_layers):
+    """Return the list of the L-1 hidden activation names."""
+    if isinstance(activation, str):
+        _check_option("activation", activation, ACTIVATIONS)
+        return [activation] * (n_layers - 1)
+    activation = list(activation)
+    if len(activation) != n_layers - 1:
+        raise ValueError(
+            f"activation must be a str or a list of one str per hidden layer "
+            f"({n_layers - 1}), got a list of length {len(activation)}"
+        )
+    for name in activation:
+        _check_option("activation", name, ACTIVATIONS)
+    return activation
+
+
+def _check_output_and_loss(output, loss_name):
+    _check_option("output", output, OUTPUTS)
+    _check_option("loss", loss_name, LOSSES)
+    if loss_name == "cross_entropy" and output == "identity":
+        raise ValueError(
+            "loss='cross_entropy' needs output 'sigmoid' or 'softmax' "
+            "(outputs in (0, 1)), got output='identity'; use loss='mse' "
+            "for an identity output"
+        )
+
+
+def _as_dtype(array, dtype):
+    return np.asarray(array, dtype=dtype)
+
+
+# --------------------------------------------------------------------------
+# Element-wise functions, numerically stable
+# --------------------------------------------------------------------------
+
+
+def _sigmoid(Z):
+    """sigma(z) = 1 / (1 + exp(-z)), with exp only of -|z| <= 0."""
+    exp_minus_abs = np.exp(-np.abs(Z))
+    # z >= 0: 1 / (1 + e^{-z});  z < 0: e^{z} / (1 + e^{z})
+    return np.where(Z >= 0, 1 / (1 + exp_minus_abs), exp_minus_abs / (1 + exp_minus_abs))
+
+
+def _softmax(Z):
+    """softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z), row by row."""
+    exp_shifted = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return exp_shifted / exp_shifted.sum(axis=1, keepdims=True)
+
+
+def _log_softmax(Z):
+    """log a_k = (z_k - max z) - log sum_j exp(z_j - max z), row by row."""
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _softplus(T):
+    """softplus(t) = log(1 + e^t) = max(t, 0) + log1p(exp(-|t|))."""
+    return np.maximum(T, 0) + np.log1p(np.exp(-np.abs(T)))
+
+
+def _apply(name, Z):
+    if name == "sigmoid":
+        return _sigmoid(Z)
+    if name == "tanh":
+        return np.tanh(Z)
+    if name == "relu":
+        return np.maximum(Z, 0)
+    if name == "softmax":
+        return _softmax(Z)
+    return Z  # identity: Z^l is a fresh array already
+
+
+def _derivative_from_activation(name, A):
+    """f'(z) expressed through the cached activation a = f(z)."""
+    if name == "sigmoid":
+        return A * (1 - A)
+    if name == "tanh":
+        return 1 - A * A
+    if name == "relu":
+        return (A > 0).astype(A.dtype)
+    return np.ones_like(A)  # identity
+
+
+# --------------------------------------------------------------------------
+# Forward pass and cost
+# --------------------------------------------------------------------------
+
+
+def _forward(weights, biases, X, hidden, output):
+    """Return ([A^0, ..., A^L], Z^L); Z^L is kept for the stable log terms."""
+    activations = [X]
+    n_layers = len(weights)
+    for layer, (W, b) in enumerate(zip(weights, biases), start=1):
+        # Z^l = A^{l-1} (W^l)^T + b^l
+        Z = activations[-1] @ W.T + b
+        name = output if layer == n_layers else hidden[layer - 1]
+        activations.append(_apply(name, Z))
+    return activations, Z
+
+
+def _costs(A_out, Z_out, Y, output, loss_name):
+    """Per-sample costs C_i, shape (m,)."""
+    if loss_name == "mse":
+        # C = 1/2 sum_k (a_k - y_k)^2
+        return 0.5 * np.sum((A_out - Y) ** 2, axis=1)
+    if output == "softmax":
+        # C = -sum_k y_k log a_k, log a from Z by log-sum-exp
+        return -np.sum(Y * _log_softmax(Z_out), axis=1)
+    # sigmoid: C = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
+    # with -log a = softplus(-z) and -log(1 - a) = softplus(z)
+    return np.sum(Y * _softplus(-Z_out) + (1 - Y) * _softplus(Z_out), axis=1)
+
+
+def _objective(weights, costs, l2):
+    """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2."""
+    penalty = sum(np.sum(W * W) for W in weights)
+    return costs.mean() + (l2 / 2) * penalty
+
+
+def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
+    """Run the network forward and return every layer's activations.
+
+    Parameters
+    ----------
+    weights : list of L ndarrays of shape (n_l, n_{l-1})
+        W^l; row k holds the weights into node k of layer l.
+    biases : list of L ndarrays of shape (n_l,)
+        b^l.
+    X : ndarray of shape (n_samples, n_0)
+        Inputs, one sample per row; cast to the parameters' dtype.
+    activation : str or list of str
+        Hidden activation f, one of ``ACTIVATIONS``: a str for every hidden
+        layer, or a list of L - 1 names, one per hidden layer.
+    output : str
+        Output function g, one of ``OUTPUTS``.
+
+    Returns
+    -------
+    activations : list of L + 1 ndarrays of shape (n_samples, n_l)
+        [A^0 = X, A^1, ..., A^L].
+    """
+    hidden = _hidden_activations(activation, len(weights))
+    _check_option("output", output, OUTPUTS)
+    X = _as_dtype(X, weights[0].dtype)
+    with np.errstate(under="ignore"):
+        activations, _ = _forward(weights, biases, X, hidden, output)
+    return activations
+
+
+def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
+         loss="mse", l2=0.0):
+    """Objective J on the batch (X, Y).
+
+    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2, with C the per-sample
+    cost (mse: 1/2 ||a - y||^2; cross_entropy: -sum y log a for a softmax
+    output, -sum [y log a + (1 - y) log(1 - a)] for a sigmoid output).
+
+    Parameters
+    ----------
+    weights : list of L ndarrays of shape (n_l, n_{l-1})
+        W^l.
+    biases : list of L ndarrays of shape (n_l,)
+        b^l.
+    X : ndarray of shape (m, n_0)
+        Inputs.
+    Y : ndarray of shape (m, n_L)
+        Targets.
+    activation : str or list of str
+        Hidden activation(s), see `forward`.
+    output : str
+        Output function, one of ``OUTPUTS``.
+    loss : str
+        Per-sample cost, one of ``LOSSES``; cross_entropy needs a sigmoid or
+        softmax output.
+    l2 : float >= 0
+        L2 penalty lambda on the weights (not the biases).
+
+    Returns
+    -------
+    J : float
+        The objective, computed in the parameters' dtype.
+    """
+    loss_name = loss
+    hidden = _hidden_activations(activation, len(weights))
+    _check_output_and_loss(output, loss_name)
+    dtype = weights[0].dtype
+    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    with np.errstate(under="ignore"):
+        activations, Z_out = _forward(weights, biases, X, hidden, output)
+        costs = _costs(activations[-1], Z_out, Y, output, loss_name)
+        return float(_objective(weights, costs, dtype.type(l2)))
+
+
+def _output_delta(A_out, Y, output, loss_name):
+    """delta^L = g'(A^L) * dC/dA^L, shape (m, n_L)."""
+    G = A_out - Y  # dC/dA^L for mse
+    if loss_name == "cross_entropy" or output == "identity":
+        # softmax + CE, sigmoid + CE and identity + mse all reduce to A^L - Y
+        return G
+    if output == "sigmoid":
+        # delta^L = (A^L - Y) * a (1 - a)
+        return G * A_out * (1 - A_out)
+    # softmax + mse: the softmax Jacobian diag(a) - a a^T applied to G
+    # delta^L = A^L * (G - rowsum(A^L * G))
+    return A_out * (G - np.sum(A_out * G, axis=1, keepdims=True))
+
+
+def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
+                       output="sigmoid", loss="mse", l2=0.0):
+    """Objective J on the batch (X, Y) and its gradients, by backpropagation.
+
+    Parameters
+    ----------
+    weights : list of L ndarrays of shape (n_l, n_{l-1})
+        W^l.
+    biases : list of L ndarrays of shape (n_l,)
+        b^l.
+    X : ndarray of shape (m, n_0)
+        Inputs.
+    Y : ndarray of shape (m, n_L)
+        Targets.
+    activation : str or list of str
+        Hidden activation(s), see `forward`.
+    output : str
+        Output function, one of ``OUTPUTS``.
+    loss : str
+        Per-sample cost, one of ``LOSSES``.
+    l2 : float >= 0
+        L2 penalty lambda on the weights (not the biases).
+
+    Returns
+    -------
+    J : float
+        The objective, as in `loss`.
+    grad_weights : list of L ndarrays of shape (n_l, n_{l-1})
+        dJ/dW^l, new arrays.
+    grad_biases : list of L ndarrays of shape (n_l,)
+        dJ/db^l, new arrays.
+    """
+    loss_name = loss
+    n_layers = len(weights)
+    hidden = _hidden_activations(activation, n_layers)
+    _check_output_and_loss(output, loss_name)
+    dtype = weights[0].dtype
+    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    l2 = dtype.type(l2)
+    m = X.shape[0]
+
+    with np.errstate(under="ignore"):
+        activations, Z_out = _forward(weights, biases, X, hidden, output)
+        costs = _costs(activations[-1], Z_out, Y, output, loss_name)
+        J = float(_objective(weights, costs, l2))
+
+        grad_weights = [None] * n_layers
+        grad_biases = [None] * n_layers
+        delta = _output_delta(activations[-1], Y, output, loss_name)
+        # Walk l = L..1; list index i = l - 1, so activations[i] is A^{l-1}.
+        for i in range(n_layers - 1, -1, -1):
+            # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} + l2 W^l
+            grad_weights[i] = (delta.T @ activations[i]) / m + l2 * weights[i]
+            # dJ/db^l = (1/m) sum over rows of delta^l
+            grad_biases[i] = delta.sum(axis=0) / m
+            if i > 0:
+                # delta^{l-1} = (delta^l W^l) * f'(A^{l-1})
+                delta = (delta @ weights[i]) * _derivative_from_activation(
+                    hidden[i - 1], activations[i]
+                )
+    return J, grad_weights, grad_biases
+
+
+# --------------------------------------------------------------------------
+# One epoch of mini-batch SGD
+# --------------------------------------------------------------------------
+
+
+def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid",
+                loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
+                momentum=0.0, velocities=None, order=None):
+    """One epoch of mini-batch SGD, updating the parameters in place.
+
+    The batches are X[order][0:b], X[order][b:2b], ... (b = batch_size), the
+    last one possibly shorter. Each batch's J and gradients are taken at the
+    parameters before that batch's update. With ``momentum == 0``:
+
+        W <- W - eta dJ/dW   (dJ/dW includes l2 W),   b <- b - eta dJ/db
+
+    and with momentum mu > 0 (heavy ball, each parameter its own velocity):
+
+        v_W <- mu v_W - eta dJ/dW,   W <- W + v_W
+
+    Parameters
+    ----------
+    weights : list of L ndarrays of shape (n_l, n_{l-1})
+        W^l, updated in place.
+    biases : list of L ndarrays of shape (n_l,)
+        b^l, updated in place.
+    X : ndarray of shape (n_samples, n_0)
+        Inputs.
+    Y : ndarray of shape (n_samples, n_L)
+        Targets.
+    activation, output, loss : str
+        As in `loss_and_gradients`.
+    learning_rate : float > 0
+        Step size eta.
+    batch_size : int >= 1
+        Mini-batch size b.
+    l2 : float >= 0
+        L2 penalty lambda on the weights.
+    momentum : float in [0, 1)
+        mu; 0 is plain SGD.
+    velocities : list of 2L ndarrays, optional
+        [v_W1, ..., v_WL, v_b1, ..., v_bL], shapes matching the parameters,
+        updated in place when ``momentum > 0``. None starts from zeros
+        (allocated locally and discarded).
+    order : ndarray of shape (n_samples,) of int, optional
+        The permutation of the samples for this epoch; None is 0..n-1.
+
+    Returns
+    -------
+    mean_loss : float
+        sum over batches of m_B J_B, divided by n_samples.
+    """
+    n_layers = len(weights)
+    _hidden_activations(activation, n_layers)
+    _check_output_and_loss(output, loss)
+    dtype = weights[0].dtype
+    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    learning_rate = dtype.type(learning_rate)
+    momentum = dtype.type(momentum)
+    n_samples = X.shape[0]
+    if order is not None:
+        X, Y = X[order], Y[order]
+    if momentum > 0 and velocities is None:
+        velocities = [np.zeros_like(W) for W in weights] + [np.zeros_like(b) for b in biases]
+
+    total = 0.0
+    for start in range(0, n_samples, batch_size):
+        X_batch = X[start:start + batch_size]
+        Y_batch = Y[start:start + batch_size]
+        J, grad_weights, grad_biases = loss_and_gradients(
+            weights, biases, X_batch, Y_batch, activation=activation,
+            output=output, loss=loss, l2=l2,
+        )
+        total += X_batch.shape[0] * J
+        parameters = list(weights) + list(biases)
+        gradients = grad_weights + grad_biases
+        if momentum > 0:
+            for parameter, gradient, velocity in zip(parameters, gradients, velocities):
+                # v <- mu v - eta dJ/dtheta;  theta <- theta + v
+                velocity *= momentum
+                velocity -= learning_rate * gradient
+                parameter += velocity
+        else:
+            for parameter, gradient in zip(parameters, gradients):
+                # theta <- theta - eta dJ/dtheta
+                parameter -= learning_rate * gradient
+    return total / n_samples
