@@ -117,6 +117,17 @@ def check_dtype(dtype):
     return resolved.type
 
 
+def _all_finite(array):
+    """True when no entry is NaN or infinite.
+
+    min and max propagate NaN and expose infinities in two passes without
+    allocating an array of the data's size, as np.isfinite(array).all() would.
+    """
+    if array.size == 0:
+        return True
+    return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+
+
 def _as_real_array(value, name):
     try:
         array = np.asarray(value)
@@ -157,7 +168,7 @@ def check_inputs(X, n_features, dtype, name="X"):
         )
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=dtype)
-    if not np.isfinite(array).all():
+    if not _all_finite(array):
         raise ValueError(
             f"{name} contains NaN or infinity (or values too large for {np.dtype(dtype).name})"
         )
@@ -209,7 +220,7 @@ def check_targets(Y, n_samples, n_outputs, dtype, name="Y"):
         )
     with np.errstate(over="ignore"):
         targets = np.ascontiguousarray(array, dtype=dtype)
-    if not np.isfinite(targets).all():
+    if not _all_finite(targets):
         raise ValueError(f"{name} contains NaN or infinity")
     is_labels = bool(np.isin(targets, (0, 1)).all()) and (
         n_outputs == 1 or bool(np.all(targets.sum(axis=1) == 1))
