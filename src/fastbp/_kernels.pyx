@@ -45,6 +45,8 @@ cdef extern from "_microkernels.h" nogil:
                   double beta, double* C)
     void fbp_sger(int rows, int cols, int m, const float* P, const float* A,
                   float beta, float* C)
+    void fbp_dbias_sigmoid(double* z, const double* b, int m, int n)
+    void fbp_sbias_sigmoid(float* z, const float* b, int m, int n)
 
 # Batches of at most this many rows use the register-blocked kernels of
 # _microkernels.h for their two big products instead of BLAS, whose packing
@@ -173,6 +175,13 @@ cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t m,
     cdef Py_ssize_t i, j
     cdef floating* row
     cdef floating t, top, total
+    if activation == SIGMOID and _have_avx2:
+        # lane-wise exp: the scalar libm call would dominate wide layers
+        if floating is float:
+            fbp_sbias_sigmoid(z, b, <int> m, <int> n)
+        else:
+            fbp_dbias_sigmoid(z, b, <int> m, <int> n)
+        return
     for i in range(m):
         row = z + i * n
         if activation == SIGMOID:
