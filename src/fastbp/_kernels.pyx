@@ -15,7 +15,7 @@ mistake is an exception instead of a write out of bounds.
 """
 
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -33,9 +33,36 @@ cdef enum:
 
 # What a batch does after its forward pass and output delta.
 cdef enum:
-    MODE_SGD = 0        # plain SGD update, L2 decay folded into the GEMM
-    MODE_MOMENTUM = 1   # SGD with (heavy-ball) momentum
-    MODE_GRADIENTS = 2  # write dJ/dW, dJ/db into a gradient vector, no update
+    MODE_SGD = 0        # plain SGD, L2 decay folded into the update GEMM
+    MODE_MOMENTUM = 1   # heavy-ball momentum, velocity updated by the GEMM
+    MODE_RULE = 2       # gradient into a buffer, then one fused pass of the rule
+    MODE_GRADIENTS = 3  # write dJ/dW, dJ/db into a gradient vector, no update
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_RMSPROP = 1
+    OPT_ADAM = 2
+
+OPTIMIZER_CODES = {"sgd": OPT_SGD, "rmsprop": OPT_RMSPROP, "adam": OPT_ADAM,
+                   "adamw": OPT_ADAM}
+
+
+cdef struct Update:
+    int mode
+    int optimizer
+    double learning_rate
+    double l2                 # coupled: part of J and of the gradient
+    double l1                 # coupled, subgradient l1 sign(W)
+    double weight_decay       # decoupled: W <- W - eta weight_decay W
+    double momentum
+    bint nesterov
+    double rho                # RMSprop decay of the squared-gradient average
+    double beta1
+    double beta2
+    double epsilon
+    double correction1        # Adam 1 / (1 - beta1^t) at this step
+    double correction2        # Adam 1 / (1 - beta2^t) at this step
+
 
 cdef extern from "_microkernels.h" nogil:
     int fbp_have_avx2()
@@ -99,6 +126,17 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanhf(x)
     else:
         return tanh(x)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating _sign(floating x) noexcept nogil:
+    return (x > 0) - (x < 0)
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
@@ -302,18 +340,19 @@ cdef double _output_row(floating* a, const floating* b, const floating* y,
 
 
 cdef double _penalty(floating** W, const Py_ssize_t* sizes, Py_ssize_t n_layers,
-                     double l2) noexcept nogil:
-    """(l2 / 2) sum_l ||W^l||_F^2."""
+                     double l2, double l1) noexcept nogil:
+    """(l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1."""
     cdef Py_ssize_t k, i
-    cdef double total = 0
+    cdef double squares = 0, absolutes = 0
     cdef floating* w
-    if l2 == 0:
+    if l2 == 0 and l1 == 0:
         return 0
     for k in range(n_layers):
         w = W[k]
         for i in range(sizes[k] * sizes[k + 1]):
-            total += <double> w[i] * w[i]
-    return 0.5 * l2 * total
+            squares += <double> w[i] * w[i]
+            absolutes += w[i] if w[i] >= 0 else -w[i]
+    return 0.5 * l2 * squares + l1 * absolutes
 
 
 cdef void _column_sums(const floating* delta, Py_ssize_t m, Py_ssize_t n,
@@ -351,14 +390,61 @@ cdef double _forward_batch(floating** W, floating** B, floating** A,
     return cost
 
 
+cdef void _apply_rule(floating* w, const floating* g, floating* s1, floating* s2,
+                      Py_ssize_t size, bint weights, const Update* u) noexcept nogil:
+    """One fused pass of the update rule over a weight matrix or bias vector.
+
+    g holds the data gradient (1/m) delta^T A (or the bias one); the coupled
+    penalties join it here, for weights only: g + l2 W + l1 sign(W).
+    """
+    cdef Py_ssize_t i
+    cdef floating grad, change
+    cdef floating lr = <floating> u.learning_rate
+    cdef floating l2 = <floating> (u.l2 if weights else 0)
+    cdef floating l1 = <floating> (u.l1 if weights else 0)
+    cdef floating keep = <floating> (1 - u.learning_rate * u.weight_decay if weights else 1)
+    cdef floating mu = <floating> u.momentum
+    cdef floating rho = <floating> u.rho
+    cdef floating beta1 = <floating> u.beta1, beta2 = <floating> u.beta2
+    cdef floating c1 = <floating> u.correction1, c2 = <floating> u.correction2
+    cdef floating eps = <floating> u.epsilon
+    if u.optimizer == OPT_ADAM:
+        for i in range(size):
+            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
+            # m <- b1 m + (1-b1) g ; v <- b2 v + (1-b2) g^2
+            s1[i] = beta1 * s1[i] + (1 - beta1) * grad
+            s2[i] = beta2 * s2[i] + (1 - beta2) * grad * grad
+            # W <- W - eta mhat / (sqrt(vhat) + eps), mhat = m c1, vhat = v c2
+            change = -lr * (s1[i] * c1) / (_sqrt(s2[i] * c2) + eps)
+            w[i] = keep * w[i] + change
+    elif u.optimizer == OPT_RMSPROP:
+        for i in range(size):
+            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
+            # s <- rho s + (1-rho) g^2 ; W <- W - eta g / (sqrt(s) + eps)
+            s1[i] = rho * s1[i] + (1 - rho) * grad * grad
+            w[i] = keep * w[i] - lr * grad / (_sqrt(s1[i]) + eps)
+    elif mu != 0:
+        for i in range(size):
+            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
+            # v <- mu v - eta g ; W <- W + v, or W + mu v - eta g (Nesterov)
+            s1[i] = mu * s1[i] - lr * grad
+            change = mu * s1[i] - lr * grad if u.nesterov else s1[i]
+            w[i] = keep * w[i] + change
+    else:
+        for i in range(size):
+            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
+            w[i] = keep * w[i] - lr * grad
+
+
 cdef void _backward_batch(floating** W, floating** B, floating** A,
                           floating** GW, floating** GB,
+                          floating** S1W, floating** S1B,
+                          floating** S2W, floating** S2B,
                           const Py_ssize_t* sizes, Py_ssize_t n_layers,
                           const int* activations, Py_ssize_t m,
                           floating* delta, floating* spare, floating* column_sums,
-                          floating* scratch, int mode, double learning_rate, double l2,
-                          double momentum) noexcept nogil:
-    """Backpropagate delta^L (in `delta`) and update or write gradients.
+                          floating* scratch, const Update* u) noexcept nogil:
+    """Backpropagate delta^L (in `delta`) and update, or write gradients.
 
     Layer k's update comes after delta^{k-1} has been computed from the old
     W^k, so the recursion always sees the parameters of the forward pass.
@@ -367,10 +453,11 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
     cdef floating* swap
     cdef floating* w
     cdef floating* v
-    cdef floating step = <floating> (learning_rate / m)
-    cdef floating eta_l2 = <floating> (learning_rate * l2)
-    cdef floating mu = <floating> momentum
-    cdef floating decay = <floating> (l2)
+    cdef floating step = <floating> (u.learning_rate / m)
+    cdef floating eta_l2 = <floating> (u.learning_rate * u.l2)
+    cdef floating mu = <floating> u.momentum
+    cdef floating decay = <floating> u.l2
+    cdef floating l1 = <floating> u.l1
     for k in range(n_layers - 1, -1, -1):
         n_in = sizes[k]
         n_out = sizes[k + 1]
@@ -382,14 +469,14 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
             _times_derivative(spare, A[k], m * n_in, activations[k - 1])
         _column_sums(delta, m, n_out, column_sums)
         w = W[k]
-        if mode == MODE_SGD:
+        if u.mode == MODE_SGD:
             # W <- (1 - eta l2) W - (eta/m) delta^T A^{k-1}
             _outer_update(delta, A[k], m, n_out, n_in, -step, 1 - eta_l2, w, scratch)
             for j in range(n_out):
                 B[k][j] -= step * column_sums[j]
-        elif mode == MODE_MOMENTUM:
+        elif u.mode == MODE_MOMENTUM:
             # v <- mu v - eta (dJ/dW); W <- W + v
-            v = GW[k]
+            v = S1W[k]
             _outer_update(delta, A[k], m, n_out, n_in, -step, mu, v, scratch)
             if eta_l2 != 0:
                 for i in range(size):
@@ -398,20 +485,23 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
             else:
                 for i in range(size):
                     w[i] += v[i]
-            v = GB[k]
+            v = S1B[k]
             for j in range(n_out):
                 v[j] = mu * v[j] - step * column_sums[j]
                 B[k][j] += v[j]
         else:
-            # dJ/dW = (1/m) delta^T A^{k-1} + l2 W ; dJ/db = (1/m) sum_rows delta
+            # dJ/dW = (1/m) delta^T A^{k-1} (+ l2 W + l1 sign W); dJ/db = (1/m) sum_rows delta
             v = GW[k]
             _outer_update(delta, A[k], m, n_out, n_in, <floating> (1.0 / m), 0, v,
                           scratch)
-            if decay != 0:
-                for i in range(size):
-                    v[i] += decay * w[i]
             for j in range(n_out):
                 GB[k][j] = column_sums[j] / m
+            if u.mode == MODE_RULE:
+                _apply_rule(w, v, S1W[k], S2W[k], size, True, u)
+                _apply_rule(B[k], GB[k], S1B[k], S2B[k], n_out, False, u)
+            elif decay != 0 or l1 != 0:
+                for i in range(size):
+                    v[i] += decay * w[i] + l1 * _sign(w[i])
         if k > 0:
             swap = delta
             delta = spare
@@ -443,24 +533,47 @@ def workspace_size(const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
     return capacity * (total + 3 * widest + sizes[0] + sizes[n_layers]) + widest
 
 
-cdef int _bind(floating* params, floating* grads, floating* work,
-               const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t capacity,
-               floating** W, floating** B, floating** GW, floating** GB,
-               floating** A, floating** delta, floating** spare,
-               floating** x_rows, floating** y_rows,
-               floating** column_sums, floating** scratch) noexcept nogil:
-    """Point the layer arrays into the flat parameter, gradient and work vectors."""
-    cdef Py_ssize_t k, offset = 0, widest = 0
+# Slots of the per-layer pointer table that every entry point fills: slot s
+# of layer k is table[s * (n_layers + 1) + k]. A has n_layers + 1 entries.
+cdef enum:
+    SLOT_W = 0
+    SLOT_B = 1
+    SLOT_A = 2
+    SLOT_GW = 3
+    SLOT_GB = 4
+    SLOT_S1W = 5
+    SLOT_S1B = 6
+    SLOT_S2W = 7
+    SLOT_S2B = 8
+    N_SLOTS = 9
+
+
+cdef void _layer_views(floating* vector, const Py_ssize_t* sizes,
+                       Py_ssize_t n_layers, floating** W, floating** B) noexcept nogil:
+    """Per-layer W and b pointers into a vector with the layout of params."""
+    cdef Py_ssize_t k, offset = 0
     for k in range(n_layers):
-        W[k] = params + offset
-        if grads != NULL:
-            GW[k] = grads + offset
+        W[k] = vector + offset if vector != NULL else NULL
         offset += sizes[k] * sizes[k + 1]
-        B[k] = params + offset
-        if grads != NULL:
-            GB[k] = grads + offset
+        B[k] = vector + offset if vector != NULL else NULL
         offset += sizes[k + 1]
-    offset = 0
+
+
+cdef void _bind(floating** table, floating* params, floating* grads,
+                floating* state1, floating* state2, floating* work,
+                const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t capacity,
+                floating** delta, floating** spare, floating** scratch,
+                floating** x_rows, floating** y_rows,
+                floating** column_sums) noexcept nogil:
+    """Point the table into the flat parameter, gradient, state and work vectors."""
+    cdef Py_ssize_t k, offset = 0, widest = 0, stride = n_layers + 1
+    cdef floating** A = table + SLOT_A * stride
+    _layer_views(params, sizes, n_layers, table + SLOT_W * stride, table + SLOT_B * stride)
+    _layer_views(grads, sizes, n_layers, table + SLOT_GW * stride, table + SLOT_GB * stride)
+    _layer_views(state1, sizes, n_layers, table + SLOT_S1W * stride,
+                 table + SLOT_S1B * stride)
+    _layer_views(state2, sizes, n_layers, table + SLOT_S2W * stride,
+                 table + SLOT_S2B * stride)
     for k in range(1, n_layers + 1):
         A[k] = work + offset
         offset += capacity * sizes[k]
@@ -477,7 +590,6 @@ cdef int _bind(floating* params, floating* grads, floating* work,
     y_rows[0] = work + offset
     offset += capacity * sizes[n_layers]
     column_sums[0] = work + offset
-    return 0
 
 
 cdef _check_network(Py_ssize_t n_params, const Py_ssize_t[::1] sizes,
@@ -504,61 +616,103 @@ cdef _check_data(Py_ssize_t rows_x, Py_ssize_t cols_x, Py_ssize_t rows_y,
 
 # ------------------------------------------------------------------ entry points
 
-def train_epoch(floating[::1] params, floating[::1] velocity,
-                const Py_ssize_t[::1] sizes, const int[::1] activations, int loss,
+cdef floating* _data_or_null(floating[::1] vector) noexcept:
+    return &vector[0] if vector.shape[0] > 0 else NULL
+
+
+def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
+                floating[::1] state2, const Py_ssize_t[::1] sizes,
+                const int[::1] activations, int loss,
                 const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
-                floating[::1] work, double learning_rate, double l2,
-                double momentum):
-    """One epoch of mini-batch SGD in one GIL-free call.
+                floating[::1] work, *, double learning_rate, double l2=0.0,
+                double l1=0.0, int optimizer=OPT_SGD, double momentum=0.0,
+                bint nesterov=False, double weight_decay=0.0, double rho=0.9,
+                double beta1=0.9, double beta2=0.999, double epsilon=1e-8,
+                long long step=0):
+    """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
     0, 1, ..., n-1, and then rows are read in place, not gathered); each
     batch is forward, output delta, backward and update, all in `work`.
-    `velocity` (the flat layout of `params`) is used when momentum > 0.
+
+    grads, state1 and state2 have the layout of params (or are empty where
+    the optimizer does not need them): grads is scratch for the gradient of
+    the rules that need one; state1 is the velocity (sgd with momentum), the
+    squared-gradient average (rmsprop) or the first moment (adam); state2
+    the second moment (adam). `step` counts the updates made before this
+    epoch (Adam's bias correction uses step + 1 for the first batch).
 
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update.
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_in = sizes[0], n_out = sizes[n_layers]
+    cdef Py_ssize_t n_params = params.shape[0]
     cdef Py_ssize_t start, stop, m, i, n_correct = 0
     cdef bint gather = order.shape[0] > 0
-    cdef int mode = MODE_MOMENTUM if momentum != 0 else MODE_SGD
     cdef double total = 0, penalty
-    cdef floating** ptrs
+    cdef Update u
+    cdef floating** table
+    cdef floating** A
     cdef floating* delta
     cdef floating* spare
+    cdef floating* scratch
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
-    cdef floating* scratch
     cdef const floating* y_batch
+    cdef floating* grads_data
+    cdef floating* state1_data
+    cdef floating* state2_data
 
-    _check_network(params.shape[0], sizes, activations.shape[0])
+    _check_network(n_params, sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
-    _check_work(work.shape[0], sizes, batch_size)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    _check_work(work.shape[0], sizes, batch_size)
     if gather and order.shape[0] != n_samples:
         raise ValueError("order must be empty or a permutation of the rows")
-    if mode == MODE_MOMENTUM and velocity.shape[0] != params.shape[0]:
-        raise ValueError("velocity must have the layout of params")
+    if optimizer not in (OPT_SGD, OPT_RMSPROP, OPT_ADAM):
+        raise ValueError("unknown optimizer code")
+
+    u.optimizer = optimizer
+    u.learning_rate = learning_rate
+    u.l2 = l2
+    u.l1 = l1
+    u.weight_decay = weight_decay
+    u.momentum = momentum
+    u.nesterov = nesterov
+    u.rho = rho
+    u.beta1 = beta1
+    u.beta2 = beta2
+    u.epsilon = epsilon
+    if optimizer == OPT_SGD and l1 == 0 and weight_decay == 0 and not nesterov:
+        u.mode = MODE_MOMENTUM if momentum != 0 else MODE_SGD
+    else:
+        u.mode = MODE_RULE
+    if u.mode == MODE_RULE and grads.shape[0] != n_params:
+        raise ValueError("grads must have the layout of params")
+    if (optimizer != OPT_SGD or momentum != 0) and state1.shape[0] != n_params:
+        raise ValueError("state1 must have the layout of params")
+    if optimizer == OPT_ADAM and state2.shape[0] != n_params:
+        raise ValueError("state2 must have the layout of params")
     if n_samples == 0:
         return 0.0, 0
 
-    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
-    if ptrs == NULL:
+    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
+    if table == NULL:
         raise MemoryError()
+    A = table + SLOT_A * stride
+    grads_data = _data_or_null(grads)
+    state1_data = _data_or_null(state1)
+    state2_data = _data_or_null(state2)
     try:
         with nogil:
-            # ptrs holds W, B, GW (velocity), GB, A: n_layers + 1 slots each
-            _bind(&params[0], &velocity[0] if mode == MODE_MOMENTUM else NULL,
-                  &work[0], &sizes[0], n_layers, batch_size,
-                  ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
-                  ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                  &delta, &spare, &x_rows, &y_rows, &column_sums, &scratch)
+            _bind(table, &params[0], grads_data, state1_data, state2_data, &work[0],
+                  &sizes[0], n_layers, batch_size, &delta, &spare, &scratch,
+                  &x_rows, &y_rows, &column_sums)
             start = 0
             while start < n_samples:
                 stop = start + batch_size
@@ -571,77 +725,92 @@ def train_epoch(floating[::1] params, floating[::1] velocity,
                                n_in * sizeof(floating))
                         memcpy(y_rows + i * n_out, &Y[order[start + i], 0],
                                n_out * sizeof(floating))
-                    ptrs[4 * (n_layers + 1)] = x_rows
+                    A[0] = x_rows
                     y_batch = y_rows
                 else:
-                    ptrs[4 * (n_layers + 1)] = <floating*> &X[start, 0]
+                    A[0] = <floating*> &X[start, 0]
                     y_batch = &Y[start, 0]
-                penalty = _penalty(ptrs, &sizes[0], n_layers, l2)
+                step += 1
+                if optimizer == OPT_ADAM:
+                    u.correction1 = 1 / (1 - pow(beta1, <double> step))
+                    u.correction2 = 1 / (1 - pow(beta2, <double> step))
+                penalty = _penalty(table + SLOT_W * stride, &sizes[0], n_layers, l2, l1)
                 total += _forward_batch(
-                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                    table + SLOT_W * stride, table + SLOT_B * stride, A,
                     &sizes[0], n_layers, &activations[0], loss, y_batch, m,
                     delta, &n_correct) + m * penalty
                 _backward_batch(
-                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                    ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
+                    table + SLOT_W * stride, table + SLOT_B * stride, A,
+                    table + SLOT_GW * stride, table + SLOT_GB * stride,
+                    table + SLOT_S1W * stride, table + SLOT_S1B * stride,
+                    table + SLOT_S2W * stride, table + SLOT_S2B * stride,
                     &sizes[0], n_layers, &activations[0], m, delta, spare,
-                    column_sums, scratch, mode, learning_rate, l2, momentum)
+                    column_sums, scratch, &u)
                 start = stop
     finally:
-        free(ptrs)
+        free(table)
     return total, n_correct
 
 
 def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                        const Py_ssize_t[::1] sizes, const int[::1] activations,
                        int loss, const floating[:, ::1] X,
-                       const floating[:, ::1] Y, floating[::1] work, double l2):
+                       const floating[:, ::1] Y, floating[::1] work, double l2,
+                       double l1=0.0):
     """J on the batch (X, Y) and dJ/dW, dJ/db written into `grads`.
 
     `work` must hold a batch of X.shape[0] rows. Returns (J, n_correct).
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
     cdef Py_ssize_t m = X.shape[0], n_correct = 0
     cdef double total
-    cdef floating** ptrs
+    cdef Update u
+    cdef floating** table
+    cdef floating** A
     cdef floating* delta
     cdef floating* spare
+    cdef floating* scratch
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
-    cdef floating* scratch
 
     _check_network(params.shape[0], sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
+    if m == 0:
+        raise ValueError("X must have at least one row")
     _check_work(work.shape[0], sizes, m)
     if grads.shape[0] != params.shape[0]:
         raise ValueError("grads must have the layout of params")
-    if m == 0:
-        raise ValueError("X must have at least one row")
 
-    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
-    if ptrs == NULL:
+    u.mode = MODE_GRADIENTS
+    u.learning_rate = 0
+    u.l2 = l2
+    u.l1 = l1
+    u.momentum = 0
+    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
+    if table == NULL:
         raise MemoryError()
+    A = table + SLOT_A * stride
     try:
         with nogil:
-            _bind(<floating*> &params[0], &grads[0], &work[0], &sizes[0],
-                  n_layers, m, ptrs, ptrs + (n_layers + 1),
-                  ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
-                  ptrs + 4 * (n_layers + 1), &delta, &spare, &x_rows, &y_rows,
-                  &column_sums, &scratch)
-            ptrs[4 * (n_layers + 1)] = <floating*> &X[0, 0]
+            _bind(table, <floating*> &params[0], &grads[0], NULL, NULL, &work[0],
+                  &sizes[0], n_layers, m, &delta, &spare, &scratch, &x_rows,
+                  &y_rows, &column_sums)
+            A[0] = <floating*> &X[0, 0]
             total = _forward_batch(
-                ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                &sizes[0], n_layers, &activations[0], loss, &Y[0, 0], m,
-                delta, &n_correct) / m
-            total += _penalty(ptrs, &sizes[0], n_layers, l2)
+                table + SLOT_W * stride, table + SLOT_B * stride, A, &sizes[0],
+                n_layers, &activations[0], loss, &Y[0, 0], m, delta,
+                &n_correct) / m
+            total += _penalty(table + SLOT_W * stride, &sizes[0], n_layers, l2, l1)
             _backward_batch(
-                ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                ptrs + 2 * (n_layers + 1), ptrs + 3 * (n_layers + 1),
+                table + SLOT_W * stride, table + SLOT_B * stride, A,
+                table + SLOT_GW * stride, table + SLOT_GB * stride,
+                table + SLOT_S1W * stride, table + SLOT_S1B * stride,
+                table + SLOT_S2W * stride, table + SLOT_S2B * stride,
                 &sizes[0], n_layers, &activations[0], m, delta, spare,
-                column_sums, scratch, MODE_GRADIENTS, 0.0, l2, 0.0)
+                column_sums, scratch, &u)
     finally:
-        free(ptrs)
+        free(table)
     return total, n_correct
 
 
@@ -654,18 +823,19 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
     With a Y of X's length (an empty Y skips this), also returns the data
     cost sum_i C_i and the number of correct predictions; otherwise (0, 0).
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
     cdef Py_ssize_t n_samples = X.shape[0], n_out = sizes[n_layers]
     cdef Py_ssize_t start, stop, m, n_correct = 0
     cdef bint with_targets = Y.shape[0] > 0
     cdef double total = 0
-    cdef floating** ptrs
+    cdef floating** table
+    cdef floating** A
     cdef floating* delta
     cdef floating* spare
+    cdef floating* scratch
     cdef floating* x_rows
     cdef floating* y_rows
     cdef floating* column_sums
-    cdef floating* scratch
     cdef floating* last
 
     _check_network(params.shape[0], sizes, activations.shape[0])
@@ -675,38 +845,38 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("X shape does not match the network")
     if out.shape[0] != n_samples or out.shape[1] != n_out:
         raise ValueError("out must have shape (n_samples, n_outputs)")
-    _check_work(work.shape[0], sizes, capacity)
     if capacity < 1:
         raise ValueError("capacity must be >= 1")
+    _check_work(work.shape[0], sizes, capacity)
     if n_samples == 0:
         return 0.0, 0
 
-    ptrs = <floating**> malloc(5 * (n_layers + 1) * sizeof(floating*))
-    if ptrs == NULL:
+    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
+    if table == NULL:
         raise MemoryError()
+    A = table + SLOT_A * stride
     try:
         with nogil:
-            _bind(<floating*> &params[0], NULL, &work[0], &sizes[0], n_layers,
-                  capacity, ptrs, ptrs + (n_layers + 1), ptrs + 2 * (n_layers + 1),
-                  ptrs + 3 * (n_layers + 1), ptrs + 4 * (n_layers + 1),
-                  &delta, &spare, &x_rows, &y_rows, &column_sums, &scratch)
+            _bind(table, <floating*> &params[0], NULL, NULL, NULL, &work[0],
+                  &sizes[0], n_layers, capacity, &delta, &spare, &scratch,
+                  &x_rows, &y_rows, &column_sums)
+            last = A[n_layers]
             start = 0
             while start < n_samples:
                 stop = start + capacity
                 if stop > n_samples:
                     stop = n_samples
                 m = stop - start
-                ptrs[4 * (n_layers + 1)] = <floating*> &X[start, 0]
+                A[0] = <floating*> &X[start, 0]
                 # the output layer writes straight into `out`
-                last = ptrs[4 * (n_layers + 1) + n_layers]
-                ptrs[4 * (n_layers + 1) + n_layers] = &out[start, 0]
+                A[n_layers] = &out[start, 0]
                 total += _forward_batch(
-                    ptrs, ptrs + (n_layers + 1), ptrs + 4 * (n_layers + 1),
+                    table + SLOT_W * stride, table + SLOT_B * stride, A,
                     &sizes[0], n_layers, &activations[0], loss,
                     &Y[start, 0] if with_targets else NULL, m, delta,
                     &n_correct)
-                ptrs[4 * (n_layers + 1) + n_layers] = last
                 start = stop
+            A[n_layers] = last
     finally:
-        free(ptrs)
+        free(table)
     return total, n_correct

@@ -51,16 +51,41 @@ class Trainer:
         L2 penalty lambda on the weights, as in J above. Nielsen's lambda
         over n training samples is ``l2 = lambda_N / n``; scikit-learn's
         ``alpha`` with batch size m is ``l2 = alpha / m``.
-    optimizer : {'sgd'}
-        Update rule.
+    optimizer : {'sgd', 'rmsprop', 'adam', 'adamw'}
+        Update rule, with g = dJ/dW (penalties included) and eta the
+        learning rate:
+
+        - ``sgd``: ``W <- W - eta g``; with momentum mu,
+          ``v <- mu v - eta g; W <- W + v`` (Nesterov: ``W <- W + mu v - eta g``).
+        - ``rmsprop``: ``s <- rho s + (1 - rho) g^2; W <- W - eta g / (sqrt(s) + epsilon)``.
+        - ``adam``: ``m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2;
+          W <- W - eta mhat / (sqrt(vhat) + epsilon)`` with the bias-corrected
+          ``mhat = m / (1 - beta1^t)``, ``vhat = v / (1 - beta2^t)``.
+        - ``adamw``: adam with decoupled weight decay (default 0.01).
     momentum : float in [0, 1)
-        Heavy-ball momentum: ``v <- momentum v - eta dJ/dW; W <- W + v``.
-        0 is plain SGD: ``W <- (1 - eta l2) W - (eta/m) delta^T A``.
+        Momentum of ``sgd``; 0 is plain SGD,
+        ``W <- (1 - eta l2) W - (eta/m) delta^T A``.
     shuffle : bool
         Draw a fresh permutation of the samples each epoch from the trainer's
         own generator; False takes the batches in order.
     seed : int or None
         Seed of the trainer's generator (shuffling); None draws fresh entropy.
+    l1 : float >= 0
+        L1 penalty on the weights: J gains ``l1 sum_l |W^l|_1`` and the
+        gradient its subgradient ``l1 sign(W)``. Biases are never penalized.
+    nesterov : bool
+        Nesterov momentum (``sgd`` with momentum > 0 only).
+    weight_decay : float >= 0 or None
+        Decoupled weight decay, ``W <- W - eta weight_decay W`` at each update
+        beside the optimizer's own step (Loshchilov and Hutter's AdamW); it is
+        not part of J, unlike ``l2``. None means 0.01 for ``adamw`` and 0
+        otherwise. Biases are never decayed.
+    rho : float in [0, 1)
+        RMSprop's decay of the squared-gradient average.
+    beta1, beta2 : float in [0, 1)
+        Adam's decays of the first and second moment estimates.
+    epsilon : float > 0
+        Adam's and RMSprop's guard against division by zero.
 
     Attributes
     ----------
@@ -75,13 +100,21 @@ class Trainer:
         "learning_rate": Interval(Real, 0, None, closed="neither"),
         "batch_size": Interval(Integral, 1, None, closed="left"),
         "l2": Interval(Real, 0, None, closed="left"),
-        "optimizer": Options(("sgd",)),
+        "optimizer": Options(("sgd", "rmsprop", "adam", "adamw")),
         "momentum": Interval(Real, 0, 1, closed="left"),
         "shuffle": Options((True, False)),
+        "l1": Interval(Real, 0, None, closed="left"),
+        "nesterov": Options((True, False)),
+        "rho": Interval(Real, 0, 1, closed="left"),
+        "beta1": Interval(Real, 0, 1, closed="left"),
+        "beta2": Interval(Real, 0, 1, closed="left"),
+        "epsilon": Interval(Real, 0, None, closed="neither"),
     }
 
     def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
-                 optimizer="sgd", momentum=0.0, shuffle=True, seed=None):
+                 optimizer="sgd", momentum=0.0, shuffle=True, seed=None, *, l1=0.0,
+                 nesterov=False, weight_decay=None, rho=0.9, beta1=0.9, beta2=0.999,
+                 epsilon=1e-8):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         self.network = network
@@ -93,10 +126,23 @@ class Trainer:
         self.momentum = momentum
         self.shuffle = shuffle
         self.seed = _check_seed(seed)
+        self.l1 = l1
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.rho = rho
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
         self._validate_params()
         self._rng = np.random.default_rng(self.seed)
-        self._velocity = np.zeros_like(network._params)
-        self._work = np.empty(0, dtype=network.dtype)
+        empty = np.empty(0, dtype=network.dtype)
+        # optimizer state, in the layout of the network's flat parameters
+        self._state1 = empty        # velocity, squared-gradient average, or first moment
+        self._state2 = empty        # Adam's second moment
+        self._state_owner = None    # the optimizer the state belongs to
+        self._grads = empty         # gradient scratch for the non-fused rules
+        self._updates = 0           # updates made, Adam's t
+        self._work = empty
         self.history = {}
         self.epoch = 0
 
@@ -106,6 +152,16 @@ class Trainer:
         """Check every hyperparameter; raises before anything changes."""
         params = {name: getattr(self, name) for name in self._parameter_constraints}
         check_params(params, self._parameter_constraints)
+        if self.weight_decay is not None:
+            check_params({"weight_decay": self.weight_decay},
+                         {"weight_decay": Interval(Real, 0, None, closed="left")})
+        if self.momentum != 0 and self.optimizer != "sgd":
+            raise ValueError(
+                f"momentum applies to optimizer='sgd' only, got momentum={self.momentum!r} "
+                f"with optimizer={self.optimizer!r}"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
         if self.loss == "cross_entropy" and self.network.output == "identity":
             raise ValueError(
                 "loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
@@ -127,9 +183,42 @@ class Trainer:
         return self._work
 
     def _penalty(self):
-        if self.l2 == 0:
-            return 0.0
-        return 0.5 * self.l2 * sum(float(np.dot(w.ravel(), w.ravel())) for w in self.network.weights)
+        """(l2 / 2) sum ||W||_F^2 + l1 sum |W|_1 at the current weights."""
+        total = 0.0
+        for weight in self.network.weights:
+            if self.l2:
+                total += 0.5 * self.l2 * float(np.dot(weight.ravel(), weight.ravel()))
+            if self.l1:
+                total += self.l1 * float(np.abs(weight).sum())
+        return total
+
+    @property
+    def _decay(self):
+        """The decoupled weight decay in force."""
+        if self.weight_decay is None:
+            return 0.01 if self.optimizer == "adamw" else 0.0
+        return float(self.weight_decay)
+
+    def _prepare_state(self):
+        """Allocate the optimizer state the current settings need, once.
+
+        State belongs to one optimizer: switching optimizer starts it afresh
+        (zeros); everything else (more fit calls, a new learning rate) keeps it.
+        """
+        params = self.network._params
+        if self._state_owner != self.optimizer:
+            empty = np.empty(0, dtype=params.dtype)
+            self._state1 = self._state2 = empty
+            self._updates = 0
+            self._state_owner = self.optimizer
+        if self._state1.size == 0 and (self.optimizer != "sgd" or self.momentum):
+            self._state1 = np.zeros_like(params)
+        if self._state2.size == 0 and self.optimizer in ("adam", "adamw"):
+            self._state2 = np.zeros_like(params)
+        fused = (self.optimizer == "sgd" and not self.l1 and not self._decay
+                 and not self.nesterov)
+        if self._grads.size == 0 and not fused:
+            self._grads = np.empty_like(params)
 
     @property
     def _loss_code(self):
@@ -160,7 +249,7 @@ class Trainer:
         grads = np.empty_like(net._params)
         loss, _ = _kernels.loss_and_gradients(
             net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
-            self._workspace(X.shape[0]), float(self.l2),
+            self._workspace(X.shape[0]), float(self.l2), float(self.l1),
         )
         grad_weights, grad_biases, offset = [], [], 0
         for weight, bias in zip(net.weights, net.biases):
@@ -283,31 +372,45 @@ class Trainer:
         return history
 
     def _run_epoch(self, X, Y, order, batch_size, what):
-        """Run the epoch kernel; on NaN/inf restore the parameters and raise."""
+        """Run the epoch kernel; on NaN/inf restore parameters and state, then raise."""
         net = self.network
-        saved_params = net._params.copy()
-        saved_velocity = self._velocity.copy() if self.momentum else None
+        self._prepare_state()
+        saved = [net._params.copy(), self._state1.copy(), self._state2.copy()]
         total, n_correct = _kernels.train_epoch(
-            net._params, self._velocity, net._sizes, net._codes, self._loss_code, X, Y,
-            order, batch_size, self._workspace(batch_size), float(self.learning_rate),
-            float(self.l2), float(self.momentum),
+            net._params, self._grads, self._state1, self._state2, net._sizes, net._codes,
+            self._loss_code, X, Y, order, batch_size, self._workspace(batch_size),
+            learning_rate=float(self.learning_rate), l2=float(self.l2), l1=float(self.l1),
+            optimizer=_kernels.OPTIMIZER_CODES[self.optimizer],
+            momentum=float(self.momentum), nesterov=bool(self.nesterov),
+            weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
+            beta2=float(self.beta2), epsilon=float(self.epsilon), step=self._updates,
         )
         if not (np.isfinite(total) and np.isfinite(net._params).all()):
-            net._params[...] = saved_params
-            if saved_velocity is not None:
-                self._velocity[...] = saved_velocity
+            net._params[...] = saved[0]
+            self._state1[...] = saved[1]
+            self._state2[...] = saved[2]
             raise DivergenceError(
                 f"training diverged in {what}: the loss or parameters became NaN or "
                 f"infinite. The parameters from before it were restored. Try decreasing "
                 f"the learning rate (now {self.learning_rate}), scaling the inputs, or "
                 f"using loss='cross_entropy' with a softmax or sigmoid output."
             )
+        self._updates += -(-X.shape[0] // batch_size)
         return total, n_correct
 
+    _extra_defaults = {"l1": 0.0, "nesterov": False, "weight_decay": None, "rho": 0.9,
+                       "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+
     def __repr__(self):
+        extras = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, default in self._extra_defaults.items()
+            if getattr(self, name) != default
+        )
         return (
             f"Trainer(network={self.network!r}, loss={self.loss!r}, "
             f"learning_rate={self.learning_rate!r}, batch_size={self.batch_size!r}, "
             f"l2={self.l2!r}, optimizer={self.optimizer!r}, momentum={self.momentum!r}, "
-            f"shuffle={self.shuffle!r}, seed={self.seed!r}, epochs_trained={self.epoch})"
+            f"shuffle={self.shuffle!r}, seed={self.seed!r}{extras}, "
+            f"epochs_trained={self.epoch})"
         )
