@@ -5,9 +5,39 @@ a whole epoch per GIL-free call) are Cython kernels; `Network` and `Trainer`
 are a thin Python layer that validates input and keeps state.
 """
 
+import logging
+
+from . import callbacks, schedules
+from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .network import Network
+from .schedules import (
+    Constant,
+    ExponentialDecay,
+    InverseScaling,
+    ReduceOnPlateau,
+    StepDecay,
+)
 from .trainer import DivergenceError, Trainer
 
-__all__ = ["Network", "Trainer", "DivergenceError", "__version__"]
+__all__ = [
+    "Network",
+    "Trainer",
+    "DivergenceError",
+    "Callback",
+    "EarlyStopping",
+    "LambdaCallback",
+    "Constant",
+    "StepDecay",
+    "ExponentialDecay",
+    "InverseScaling",
+    "ReduceOnPlateau",
+    "callbacks",
+    "schedules",
+    "__version__",
+]
+
+# A library logs but never prints: messages go nowhere unless the
+# application configures logging.
+logging.getLogger("fastbp").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"

@@ -348,7 +348,7 @@ class Network:
     # ------------------------------------------------------------------ files
 
     def save(self, path):
-        """Write the network to `path` as an .npz file (see FILE_FORMAT).
+        """Write the network to `path` as an .npz file (layout: see FILE_FORMAT).
 
         The write is atomic: the file appears complete or not at all, and an
         existing file is only replaced once the new one is fully written.
@@ -356,14 +356,8 @@ class Network:
         arrays = {
             "format": np.array(FILE_FORMAT),
             "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-            "layer_sizes": self._sizes.astype(np.int64),
-            "activations": np.array(self._hidden, dtype="U16").reshape(len(self._hidden)),
-            "output": np.array(self._output),
-            "dtype": np.array(self._dtype.name),
         }
-        for k, (weight, bias) in enumerate(zip(self._weights, self._biases)):
-            arrays[f"W{k}"] = weight
-            arrays[f"b{k}"] = bias
+        arrays.update(self._to_arrays())
         _atomic_savez(path, arrays)
 
     @classmethod
@@ -374,26 +368,44 @@ class Network:
         dtype, shape or values (NaN, infinity) do not fit: ValueError.
         """
         arrays = _read_npz(path, FILE_FORMAT, FORMAT_VERSION)
+        return cls._from_arrays(arrays, os.fspath(path))
+
+    def _to_arrays(self, prefix=""):
+        """The network as named arrays (no pickles), for `save` and checkpoints."""
+        arrays = {
+            "layer_sizes": self._sizes.astype(np.int64),
+            "activations": np.array(self._hidden, dtype="U16").reshape(len(self._hidden)),
+            "output": np.array(self._output),
+            "dtype": np.array(self._dtype.name),
+        }
+        for k, (weight, bias) in enumerate(zip(self._weights, self._biases)):
+            arrays[f"W{k}"] = weight
+            arrays[f"b{k}"] = bias
+        return {prefix + key: value for key, value in arrays.items()}
+
+    @classmethod
+    def _from_arrays(cls, arrays, source, prefix=""):
+        """Rebuild a network from `_to_arrays` output, checking every entry."""
         try:
-            sizes = arrays["layer_sizes"]
+            sizes = arrays[prefix + "layer_sizes"]
             if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer):
                 raise ValueError("layer_sizes must be a 1-D integer array")
             sizes = _check_layer_sizes([int(size) for size in sizes])
-            hidden = [str(name) for name in np.atleast_1d(arrays["activations"])]
-            if len(sizes) == 2:
-                hidden = []
-            activation = hidden[0] if len(set(hidden)) == 1 else hidden
-            if not hidden:
-                activation = "sigmoid"
-            net = cls.__new__(cls)
+            names = arrays[prefix + "activations"]
+            if names.dtype.kind != "U" or names.ndim != 1:
+                raise ValueError("activations must be a 1-D array of strings")
+            hidden = [str(name) for name in names]
+            activation = hidden if len(set(hidden)) > 1 else (hidden[0] if hidden else "sigmoid")
             activation, hidden = _check_activations(activation, len(sizes) - 2)
-            output = str(arrays["output"])
+            output = str(arrays[prefix + "output"])
             if output not in OUTPUT_ACTIVATIONS:
                 raise ValueError(f"unknown output activation {output!r}")
-            net._setup(sizes, activation, hidden, output, check_dtype(str(arrays["dtype"])))
+            net = cls.__new__(cls)
+            net._setup(sizes, activation, hidden, output,
+                       check_dtype(str(arrays[prefix + "dtype"])))
             for k in range(net.n_layers):
                 for key, target in ((f"W{k}", net._weights[k]), (f"b{k}", net._biases[k])):
-                    value = arrays[key]
+                    value = arrays[prefix + key]
                     if value.dtype != net._dtype:
                         raise ValueError(f"{key} has dtype {value.dtype}, expected {net._dtype}")
                     if value.shape != target.shape:
@@ -402,9 +414,9 @@ class Network:
                         raise ValueError(f"{key} contains NaN or infinity")
                     target[...] = value
         except KeyError as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a fastbp network file: missing {exc}") from None
+            raise ValueError(f"{source!r} is not a fastbp network file: missing {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not a valid fastbp network file: {exc}") from None
+            raise ValueError(f"{source!r} is not a valid fastbp network file: {exc}") from None
         return net
 
 

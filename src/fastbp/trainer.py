@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from numbers import Integral, Real
@@ -11,11 +13,21 @@ import numpy as np
 
 from . import _kernels
 from ._validation import Interval, Options, check_inputs, check_params, check_targets
-from .network import Network, _check_seed
+from .network import Network, _atomic_savez, _check_seed, _read_npz
+from .schedules import Schedule, make_schedule, schedule_from_config
 
 __all__ = ["Trainer", "DivergenceError"]
 
 logger = logging.getLogger("fastbp")
+
+# Checkpoint file layout (.npz, read with allow_pickle=False):
+#   format, format_version   "fastbp.checkpoint", CHECKPOINT_VERSION
+#   meta                     JSON: config, schedule [class, config, state], epoch,
+#                            updates, state_owner, rng (bit generator state), history
+#   state1, state2           optimizer state in the flat parameter layout (or empty)
+#   network_*                the network, as in a network file
+CHECKPOINT_FORMAT = "fastbp.checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 class DivergenceError(FloatingPointError):
@@ -86,6 +98,11 @@ class Trainer:
         Adam's decays of the first and second moment estimates.
     epsilon : float > 0
         Adam's and RMSprop's guard against division by zero.
+    schedule : None, str or fastbp.schedules.Schedule
+        Learning rate per epoch: None or 'constant' keeps `learning_rate`;
+        'step', 'exponential', 'invscaling', 'plateau' (on val_loss) take
+        the default settings of StepDecay, ExponentialDecay, InverseScaling
+        and ReduceOnPlateau; pass an instance to choose them.
 
     Attributes
     ----------
@@ -93,6 +110,11 @@ class Trainer:
         Per-epoch metrics over every `fit` call so far.
     epoch : int
         Number of epochs trained by `fit`.
+    current_learning_rate : float
+        The rate the schedule gives the next epoch.
+    stop_training : bool
+        Set it to True (from a callback) to end the running fit after the
+        current epoch.
     """
 
     _parameter_constraints = {
@@ -114,7 +136,7 @@ class Trainer:
     def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
                  optimizer="sgd", momentum=0.0, shuffle=True, seed=None, *, l1=0.0,
                  nesterov=False, weight_decay=None, rho=0.9, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8):
+                 epsilon=1e-8, schedule=None):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         self.network = network
@@ -133,6 +155,7 @@ class Trainer:
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
+        self.schedule = make_schedule(schedule)
         self._validate_params()
         self._rng = np.random.default_rng(self.seed)
         empty = np.empty(0, dtype=network.dtype)
@@ -145,6 +168,7 @@ class Trainer:
         self._work = empty
         self.history = {}
         self.epoch = 0
+        self.stop_training = False
 
     # ------------------------------------------------------------- validation
 
@@ -152,6 +176,8 @@ class Trainer:
         """Check every hyperparameter; raises before anything changes."""
         params = {name: getattr(self, name) for name in self._parameter_constraints}
         check_params(params, self._parameter_constraints)
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must be a fastbp.schedules.Schedule, got {self.schedule!r}")
         if self.weight_decay is not None:
             check_params({"weight_decay": self.weight_decay},
                          {"weight_decay": Interval(Real, 0, None, closed="left")})
@@ -269,7 +295,8 @@ class Trainer:
         """
         self._validate_params()
         X, Y, _ = self._check_data(X, Y)
-        total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], "this step")
+        total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], "this step",
+                                   self.current_learning_rate)
         return total / X.shape[0]
 
     def evaluate(self, X, Y):
@@ -292,8 +319,17 @@ class Trainer:
             metrics["accuracy"] = n_correct / X.shape[0]
         return metrics
 
-    def fit(self, X, Y, epochs=30, validation_data=None, verbose=0):
+    @property
+    def current_learning_rate(self):
+        return float(self.schedule.rate(self.epoch, float(self.learning_rate)))
+
+    def fit(self, X, Y, epochs=30, validation_data=None, verbose=0, *,
+            validation_split=0.0, callbacks=None):
         """Train for `epochs` epochs of mini-batch gradient descent.
+
+        Calling `fit` again continues where the last call stopped: the
+        parameters, optimizer state, schedule position, epoch count and
+        random generator carry on; nothing is reset.
 
         Parameters
         ----------
@@ -304,74 +340,263 @@ class Trainer:
         epochs : int >= 0
             Number of passes over the data.
         validation_data : tuple (X_val, Y_val), optional
-            Held-out data evaluated after every epoch.
+            Held-out data evaluated after every epoch (one forward pass).
         verbose : {0, 1, 2}
-            0 prints nothing; 1 or 2 prints one line per epoch to stdout.
+            0 prints nothing; 1 shows a live progress bar (tqdm) with the
+            latest metrics; 2 prints one line per epoch. Every epoch is also
+            logged at INFO level on the "fastbp" logger.
+        validation_split : float in [0, 1)
+            Hold out this fraction of (X, Y) as validation data instead,
+            drawn from the trainer's generator, stratified by class when Y
+            holds class labels. Not with `validation_data`.
+        callbacks : list of callback objects, optional
+            See fastbp.callbacks (EarlyStopping, LambdaCallback, ...).
 
         Returns
         -------
         history : dict of list
             One value per epoch of this call: ``loss`` (mean J over the
-            epoch's batches, each before its update), ``accuracy`` when Y
-            holds class labels, ``val_loss`` and ``val_accuracy`` with
-            validation data.
+            epoch's batches, each measured before its update, computed in
+            the training pass itself), ``accuracy`` when Y holds class
+            labels, ``val_loss`` and ``val_accuracy`` with validation data,
+            ``learning_rate`` and ``epoch_seconds``.
 
         Raises
         ------
         DivergenceError
             When an epoch ends with NaN or infinite loss or parameters; the
-            parameters from before that epoch are restored first.
+            parameters and optimizer state from before that epoch are
+            restored first, and the history keeps every finished epoch.
         """
         self._validate_params()
-        check_params({"epochs": epochs, "verbose": verbose}, {
+        check_params({"epochs": epochs, "verbose": verbose, "validation_split": validation_split}, {
             "epochs": Interval(Integral, 0, None, closed="left"),
             "verbose": Interval(Integral, 0, 2, closed="both"),
+            "validation_split": Interval(Real, 0, 1, closed="left"),
         })
+        callbacks = self._check_callbacks(callbacks)
         X, Y, is_labels = self._check_data(X, Y)
         if validation_data is not None:
+            if validation_split:
+                raise ValueError("give validation_data or validation_split, not both")
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, Y_val)")
             X_val, Y_val, val_is_labels = self._check_data(
                 *validation_data, names=("validation_data[0]", "validation_data[1]")
             )
+        elif validation_split:
+            train, held_out = self._split(Y, is_labels, float(validation_split))
+            X, X_val = X[train], X[held_out]
+            Y, Y_val = Y[train], Y[held_out]
+            val_is_labels = is_labels
 
-        history = {"loss": []}
-        if is_labels:
-            history["accuracy"] = []
-        if validation_data is not None:
-            history["val_loss"] = []
-            if val_is_labels:
-                history["val_accuracy"] = []
+        validating = validation_data is not None or bool(validation_split)
+        keys = ["loss"] + (["accuracy"] if is_labels else [])
+        if validating:
+            keys += ["val_loss"] + (["val_accuracy"] if val_is_labels else [])
+        keys += ["learning_rate", "epoch_seconds"]
+        history = {key: [] for key in keys}
+        for watcher in [self.schedule, *callbacks]:
+            monitor = getattr(watcher, "monitor", None)
+            if monitor is not None and monitor not in history:
+                raise ValueError(
+                    f"{type(watcher).__name__} monitors {monitor!r}, which this fit does "
+                    f"not record (it records {keys}); pass validation_data or "
+                    f"validation_split, or choose another monitor"
+                )
 
         n_samples = X.shape[0]
         no_order = np.empty(0, dtype=np.intp)
-        for _ in range(int(epochs)):
-            started = time.perf_counter()
-            order = self._rng.permutation(n_samples) if self.shuffle else no_order
-            total, n_correct = self._run_epoch(
-                X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}"
-            )
-            self.epoch += 1
-            record = {"loss": total / n_samples}
-            if is_labels:
-                record["accuracy"] = n_correct / n_samples
-            if validation_data is not None:
-                metrics = self._evaluate(X_val, Y_val, val_is_labels)
-                record["val_loss"] = metrics["loss"]
-                if val_is_labels:
-                    record["val_accuracy"] = metrics["accuracy"]
-            for key, value in record.items():
-                history[key].append(value)
-                self.history.setdefault(key, []).append(value)
-            line = f"epoch {self.epoch}: " + ", ".join(
-                f"{key} {value:.4f}" for key, value in record.items()
-            ) + f" ({time.perf_counter() - started:.2f} s)"
-            logger.debug(line)
-            if verbose:
-                print(line, file=sys.stdout, flush=True)
+        progress = self._progress(int(epochs)) if verbose == 1 else None
+        self.stop_training = False
+        for callback in callbacks:
+            if hasattr(callback, "on_fit_begin"):
+                callback.on_fit_begin(self, history)
+        try:
+            for _ in range(int(epochs)):
+                started = time.perf_counter()
+                rate = self.current_learning_rate
+                order = self._rng.permutation(n_samples) if self.shuffle else no_order
+                total, n_correct = self._run_epoch(
+                    X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate
+                )
+                self.epoch += 1
+                record = {"loss": total / n_samples}
+                if is_labels:
+                    record["accuracy"] = n_correct / n_samples
+                if validating:
+                    metrics = self._evaluate(X_val, Y_val, val_is_labels)
+                    record["val_loss"] = metrics["loss"]
+                    if val_is_labels:
+                        record["val_accuracy"] = metrics["accuracy"]
+                record["learning_rate"] = rate
+                record["epoch_seconds"] = time.perf_counter() - started
+                for key, value in record.items():
+                    history[key].append(value)
+                    self.history.setdefault(key, []).append(value)
+                self.schedule.update(self.epoch - 1, record)
+                self._report(record, verbose, progress)
+                for callback in callbacks:
+                    if hasattr(callback, "on_epoch_end"):
+                        if callback.on_epoch_end(self, self.epoch, history):
+                            self.stop_training = True
+                if self.stop_training:
+                    break
+        finally:
+            if progress is not None:
+                progress.close()
+        for callback in callbacks:
+            if hasattr(callback, "on_fit_end"):
+                callback.on_fit_end(self, history)
         return history
 
-    def _run_epoch(self, X, Y, order, batch_size, what):
+    def partial_fit(self, X, Y, validation_data=None, verbose=0, *, callbacks=None):
+        """One more epoch over (X, Y): ``fit(X, Y, epochs=1, ...)``.
+
+        The optimizer state, schedule and epoch count carry on, so repeated
+        calls train exactly like one `fit` call with as many epochs.
+        """
+        return self.fit(X, Y, epochs=1, validation_data=validation_data, verbose=verbose,
+                        callbacks=callbacks)
+
+    def _check_callbacks(self, callbacks):
+        if callbacks is None:
+            return []
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of callback objects, got {callbacks!r}")
+        hooks = ("on_fit_begin", "on_epoch_end", "on_fit_end")
+        for callback in callbacks:
+            if not any(callable(getattr(callback, hook, None)) for hook in hooks):
+                raise TypeError(
+                    f"callbacks entries need at least one of the methods {hooks}, "
+                    f"got {callback!r}"
+                )
+        return list(callbacks)
+
+    def _split(self, Y, is_labels, fraction):
+        """Index arrays (train, held_out), drawn from the trainer's generator.
+
+        With class labels every class gives round(fraction * its count)
+        samples (at least one when it has two or more), so both parts keep
+        the class proportions.
+        """
+        n_samples = Y.shape[0]
+        if is_labels:
+            labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] >= 0.5).astype(np.intp)
+            held = []
+            for label in np.unique(labels):
+                members = np.flatnonzero(labels == label)
+                count = int(round(fraction * members.size))
+                if count == 0 and members.size > 1:
+                    count = 1
+                held.append(self._rng.permutation(members)[:count])
+            held_out = np.sort(np.concatenate(held))
+        else:
+            count = int(round(fraction * n_samples))
+            held_out = np.sort(self._rng.permutation(n_samples)[:count])
+        if held_out.size == 0 or held_out.size == n_samples:
+            raise ValueError(
+                f"validation_split={fraction} leaves {n_samples - held_out.size} training and "
+                f"{held_out.size} validation samples of {n_samples}; both must be non-empty"
+            )
+        train = np.setdiff1d(np.arange(n_samples), held_out, assume_unique=True)
+        return train, held_out
+
+    def _progress(self, epochs):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            return None
+        return tqdm(total=epochs, unit="epoch", desc="fastbp", leave=True)
+
+    def _report(self, record, verbose, progress):
+        line = f"epoch {self.epoch}: " + ", ".join(
+            f"{key} {value:.4g}" for key, value in record.items()
+        )
+        logger.info(line)
+        if progress is not None:
+            progress.set_postfix({key: f"{value:.4g}" for key, value in record.items()
+                                  if key != "epoch_seconds"}, refresh=False)
+            progress.update(1)
+        elif verbose:
+            print(line, file=sys.stdout, flush=True)
+
+    # ------------------------------------------------------------- checkpoints
+
+    def get_config(self):
+        """The constructor arguments (bar the network) as a JSON-serializable dict."""
+        config = {name: getattr(self, name) for name in self._parameter_constraints}
+        config.update(seed=self.seed, weight_decay=self.weight_decay)
+        return config
+
+    def save_checkpoint(self, path):
+        """Write everything needed to resume training bit for bit.
+
+        The .npz file (read with allow_pickle=False) holds the network, the
+        hyperparameters, the optimizer state and update count, the schedule
+        and its position, the epoch count, the random generator's state and
+        the history. Saved atomically, like `Network.save`.
+        """
+        self._prepare_state()
+        meta = {
+            "config": self.get_config(),
+            "schedule": [type(self.schedule).__name__, self.schedule.get_config(),
+                         self.schedule.get_state()],
+            "epoch": self.epoch,
+            "updates": self._updates,
+            "state_owner": self._state_owner,
+            "rng": self._rng.bit_generator.state,
+            "history": self.history,
+        }
+        arrays = {
+            "format": np.array(CHECKPOINT_FORMAT),
+            "format_version": np.array(CHECKPOINT_VERSION, dtype=np.int64),
+            "meta": np.array(json.dumps(meta)),
+            "state1": self._state1,
+            "state2": self._state2,
+        }
+        arrays.update(self.network._to_arrays(prefix="network_"))
+        _atomic_savez(path, arrays)
+
+    @classmethod
+    def load_checkpoint(cls, path):
+        """A Trainer (with its Network) restored from `save_checkpoint`'s file."""
+        source = os.fspath(path)
+        arrays = _read_npz(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+        network = Network._from_arrays(arrays, source, prefix="network_")
+        try:
+            meta = json.loads(str(arrays["meta"]))
+            config = dict(meta["config"])
+            name, schedule_config, schedule_state = meta["schedule"]
+            config["schedule"] = schedule_from_config(name, schedule_config, schedule_state)
+            trainer = cls(network, **config)
+            trainer.epoch = int(meta["epoch"])
+            trainer._updates = int(meta["updates"])
+            owner = meta["state_owner"]
+            if owner is not None and owner not in _kernels.OPTIMIZER_CODES:
+                raise ValueError(f"unknown optimizer {owner!r}")
+            trainer._state_owner = owner
+            for key in ("state1", "state2"):
+                value = arrays[key]
+                if value.dtype != network.dtype or value.shape not in ((0,), network._params.shape):
+                    raise ValueError(f"{key} has dtype {value.dtype} and shape {value.shape}")
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{key} contains NaN or infinity")
+                setattr(trainer, "_" + key, value.copy())
+            trainer._rng.bit_generator.state = meta["rng"]
+            history = meta["history"]
+            if not isinstance(history, dict) or not all(
+                isinstance(values, list) for values in history.values()
+            ):
+                raise ValueError("history must map names to lists")
+            trainer.history = {key: [float(v) for v in values] for key, values in history.items()}
+        except KeyError as exc:
+            raise ValueError(f"{source!r} is not a fastbp checkpoint: missing {exc}") from None
+        except (TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{source!r} is not a valid fastbp checkpoint: {exc}") from None
+        return trainer
+
+    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate):
         """Run the epoch kernel; on NaN/inf restore parameters and state, then raise."""
         net = self.network
         self._prepare_state()
@@ -379,7 +604,7 @@ class Trainer:
         total, n_correct = _kernels.train_epoch(
             net._params, self._grads, self._state1, self._state2, net._sizes, net._codes,
             self._loss_code, X, Y, order, batch_size, self._workspace(batch_size),
-            learning_rate=float(self.learning_rate), l2=float(self.l2), l1=float(self.l1),
+            learning_rate=float(learning_rate), l2=float(self.l2), l1=float(self.l1),
             optimizer=_kernels.OPTIMIZER_CODES[self.optimizer],
             momentum=float(self.momentum), nesterov=bool(self.nesterov),
             weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
@@ -392,7 +617,7 @@ class Trainer:
             raise DivergenceError(
                 f"training diverged in {what}: the loss or parameters became NaN or "
                 f"infinite. The parameters from before it were restored. Try decreasing "
-                f"the learning rate (now {self.learning_rate}), scaling the inputs, or "
+                f"the learning rate (now {learning_rate}), scaling the inputs, or "
                 f"using loss='cross_entropy' with a softmax or sigmoid output."
             )
         self._updates += -(-X.shape[0] // batch_size)
@@ -407,6 +632,8 @@ class Trainer:
             for name, default in self._extra_defaults.items()
             if getattr(self, name) != default
         )
+        if type(self.schedule).__name__ != "Constant":
+            extras += f", schedule={self.schedule!r}"
         return (
             f"Trainer(network={self.network!r}, loss={self.loss!r}, "
             f"learning_rate={self.learning_rate!r}, batch_size={self.batch_size!r}, "

@@ -1,0 +1,150 @@
+"""Callbacks: code that runs at the start and end of `fit` and after each epoch.
+
+A callback is any object with some of these methods (each optional):
+
+    on_fit_begin(trainer, history)
+    on_epoch_end(trainer, epoch, history) -> True to stop training
+    on_fit_end(trainer, history)
+
+`epoch` is the trainer's epoch count (1 for its first epoch ever) and
+`history` the dict of per-epoch lists of the running fit call. Returning True
+from on_epoch_end, or setting ``trainer.stop_training = True``, ends the fit
+cleanly after that epoch: its history is kept and on_fit_end still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from numbers import Integral, Real
+
+import numpy as np
+
+from ._validation import Interval, Options, check_params
+
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback"]
+
+logger = logging.getLogger("fastbp")
+
+
+class Callback:
+    """Base class with no-op hooks; subclass and override what you need."""
+
+    def on_fit_begin(self, trainer, history):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, history):
+        return False
+
+    def on_fit_end(self, trainer, history):
+        pass
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=f)``."""
+
+    def __init__(self, on_fit_begin=None, on_epoch_end=None, on_fit_end=None):
+        for name, function in (("on_fit_begin", on_fit_begin),
+                               ("on_epoch_end", on_epoch_end), ("on_fit_end", on_fit_end)):
+            if function is not None and not callable(function):
+                raise TypeError(f"{name} must be callable or None, got {function!r}")
+        self._begin, self._epoch, self._end = on_fit_begin, on_epoch_end, on_fit_end
+
+    def on_fit_begin(self, trainer, history):
+        if self._begin is not None:
+            self._begin(trainer, history)
+
+    def on_epoch_end(self, trainer, epoch, history):
+        return bool(self._epoch(trainer, epoch, history)) if self._epoch is not None else False
+
+    def on_fit_end(self, trainer, history):
+        if self._end is not None:
+            self._end(trainer, history)
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored metric has stopped improving.
+
+    Parameters
+    ----------
+    monitor : {'val_loss', 'loss', 'val_accuracy', 'accuracy'}
+        Metric of the history to watch; losses must decrease, accuracies
+        increase.
+    patience : int >= 0
+        Epochs without improvement to accept before stopping.
+    min_delta : float >= 0
+        Smallest change that counts as an improvement.
+    restore_best_weights : bool
+        At the end of the fit, put back the parameters of the best epoch
+        (only the network's parameters; the optimizer state stays as it is).
+
+    Attributes
+    ----------
+    best : float or None
+        Best monitored value seen in this fit.
+    best_epoch : int or None
+        Trainer epoch count at which it was seen.
+    stopped_epoch : int or None
+        Epoch after which training was stopped, None if it ran to the end.
+    """
+
+    _parameter_constraints = {
+        "monitor": Options(("val_loss", "loss", "val_accuracy", "accuracy")),
+        "patience": Interval(Integral, 0, None, closed="left"),
+        "min_delta": Interval(Real, 0, None, closed="left"),
+        "restore_best_weights": Options((True, False)),
+    }
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0,
+                 restore_best_weights=True):
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.restore_best_weights = restore_best_weights
+        check_params(vars(self), self._parameter_constraints)
+        self.best = None
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self._best_parameters = None
+        self._wait = 0
+
+    def on_fit_begin(self, trainer, history):
+        self.best = None
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self._best_parameters = None
+        self._wait = 0
+
+    def on_epoch_end(self, trainer, epoch, history):
+        if self.monitor not in history:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r}, which this fit does not record "
+                f"(it records {sorted(history)}); pass validation_data or "
+                f"validation_split, or choose another monitor"
+            )
+        value = float(history[self.monitor][-1])
+        sign = 1.0 if "loss" in self.monitor else -1.0
+        if self.best is None or sign * (self.best - value) > self.min_delta:
+            self.best = value
+            self.best_epoch = epoch
+            self._wait = 0
+            if self.restore_best_weights:
+                self._best_parameters = trainer.network.get_parameters()
+            return False
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch
+            logger.info("early stopping after epoch %d: best %s %.6g at epoch %d",
+                        epoch, self.monitor, self.best, self.best_epoch)
+            return True
+        return False
+
+    def on_fit_end(self, trainer, history):
+        if self.restore_best_weights and self._best_parameters is not None:
+            if not np.array_equal(self._best_parameters, trainer.network._params):
+                trainer.network.set_parameters(self._best_parameters)
+                logger.info("restored the parameters of epoch %d", self.best_epoch)
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience!r}, "
+                f"min_delta={self.min_delta!r}, "
+                f"restore_best_weights={self.restore_best_weights!r})")

@@ -1,0 +1,211 @@
+"""Learning-rate schedules, applied once per epoch by the Trainer.
+
+A schedule maps the epoch index (0 for the first epoch a trainer runs) and
+the trainer's base ``learning_rate`` to the rate used in that epoch. The
+plateau schedule also looks at a monitored metric after each epoch. Every
+schedule's position can be read and restored (`get_state` / `set_state`), so
+checkpoints resume it exactly.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from ._validation import Interval, Options, check_params
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "StepDecay",
+    "ExponentialDecay",
+    "InverseScaling",
+    "ReduceOnPlateau",
+    "make_schedule",
+]
+
+
+class Schedule:
+    """Base class: a constant rate. Subclasses override `rate`."""
+
+    _parameter_constraints: dict = {}
+
+    def _check(self):
+        check_params(vars(self), self._parameter_constraints)
+
+    def rate(self, epoch, base_rate):
+        """The learning rate of epoch `epoch` (0-based) given the base rate."""
+        return base_rate
+
+    def update(self, epoch, metrics):
+        """Called after each epoch with that epoch's metrics (a dict)."""
+
+    def get_state(self):
+        """The schedule's position, as a JSON-serializable dict."""
+        return {}
+
+    def set_state(self, state):
+        """Restore a position returned by `get_state`."""
+
+    def get_config(self):
+        """Constructor arguments, as a JSON-serializable dict."""
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+    def __repr__(self):
+        args = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Constant(Schedule):
+    """The base rate in every epoch."""
+
+    def __init__(self):
+        pass
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by `gamma` every `step_size` epochs.
+
+    ``rate = base_rate * gamma ** (epoch // step_size)``
+    """
+
+    _parameter_constraints = {
+        "step_size": Interval(Integral, 1, None, closed="left"),
+        "gamma": Interval(Real, 0, 1, closed="right"),
+    }
+
+    def __init__(self, step_size=10, gamma=0.5):
+        self.step_size = step_size
+        self.gamma = gamma
+        self._check()
+
+    def rate(self, epoch, base_rate):
+        return base_rate * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """``rate = base_rate * gamma ** epoch``."""
+
+    _parameter_constraints = {"gamma": Interval(Real, 0, 1, closed="right")}
+
+    def __init__(self, gamma=0.95):
+        self.gamma = gamma
+        self._check()
+
+    def rate(self, epoch, base_rate):
+        return base_rate * self.gamma ** epoch
+
+
+class InverseScaling(Schedule):
+    """``rate = base_rate / (epoch + 1) ** power`` (scikit-learn's 'invscaling')."""
+
+    _parameter_constraints = {"power": Interval(Real, 0, None, closed="left")}
+
+    def __init__(self, power=0.5):
+        self.power = power
+        self._check()
+
+    def rate(self, epoch, base_rate):
+        return base_rate / (epoch + 1) ** self.power
+
+
+class ReduceOnPlateau(Schedule):
+    """Multiply the rate by `factor` when `monitor` stops improving.
+
+    After `patience` epochs without an improvement of at least `min_delta`
+    (a decrease for losses, an increase for accuracies), the rate is
+    multiplied by `factor`, never below `min_rate`, and the count starts
+    again after `cooldown` epochs.
+    """
+
+    _parameter_constraints = {
+        "monitor": Options(("val_loss", "loss", "val_accuracy", "accuracy")),
+        "factor": Interval(Real, 0, 1, closed="neither"),
+        "patience": Interval(Integral, 0, None, closed="left"),
+        "min_delta": Interval(Real, 0, None, closed="left"),
+        "cooldown": Interval(Integral, 0, None, closed="left"),
+        "min_rate": Interval(Real, 0, None, closed="left"),
+    }
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=5, min_delta=1e-4,
+                 cooldown=0, min_rate=0.0):
+        self.monitor = monitor
+        self.factor = factor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.cooldown = cooldown
+        self.min_rate = min_rate
+        self._check()
+        self._scale = 1.0
+        self._best = None
+        self._wait = 0
+        self._cooling = 0
+
+    def rate(self, epoch, base_rate):
+        return max(base_rate * self._scale, self.min_rate)
+
+    def update(self, epoch, metrics):
+        if self.monitor not in metrics:
+            raise ValueError(
+                f"ReduceOnPlateau monitors {self.monitor!r}, which this fit does not "
+                f"record (it records {sorted(metrics)}); pass validation data or "
+                f"choose another monitor"
+            )
+        value = float(metrics[self.monitor])
+        sign = 1.0 if "loss" in self.monitor else -1.0
+        if self._cooling > 0:
+            self._cooling -= 1
+            self._wait = 0
+        if self._best is None or sign * (self._best - value) > self.min_delta:
+            self._best = value
+            self._wait = 0
+        elif self._cooling == 0:
+            self._wait += 1
+            if self._wait >= self.patience:
+                self._scale *= self.factor
+                self._wait = 0
+                self._cooling = self.cooldown
+
+    def get_state(self):
+        return {"scale": self._scale, "best": self._best, "wait": self._wait,
+                "cooling": self._cooling}
+
+    def set_state(self, state):
+        self._scale = float(state["scale"])
+        self._best = None if state["best"] is None else float(state["best"])
+        self._wait = int(state["wait"])
+        self._cooling = int(state["cooling"])
+
+
+_NAMES = {
+    "constant": Constant,
+    "step": StepDecay,
+    "exponential": ExponentialDecay,
+    "invscaling": InverseScaling,
+    "plateau": ReduceOnPlateau,
+}
+
+
+def make_schedule(schedule):
+    """A Schedule from None, a name ('constant', 'step', 'exponential',
+    'invscaling', 'plateau', each with default settings) or a Schedule."""
+    if schedule is None:
+        return Constant()
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, str) and schedule in _NAMES:
+        return _NAMES[schedule]()
+    raise ValueError(
+        f"schedule must be None, one of {sorted(_NAMES)} or a fastbp.schedules.Schedule, "
+        f"got {schedule!r}"
+    )
+
+
+def schedule_from_config(name, config, state):
+    """Rebuild a schedule saved as (class name, get_config(), get_state())."""
+    classes = {cls.__name__: cls for cls in _NAMES.values()}
+    if name not in classes:
+        raise ValueError(f"unknown schedule {name!r}")
+    schedule = classes[name](**config)
+    schedule.set_state(state)
+    return schedule
+

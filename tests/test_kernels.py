@@ -1,0 +1,340 @@
+"""The Cython kernels, through Network and Trainer, against the NumPy oracle.
+
+Every hidden activation x every valid (output, loss) pair x both dtypes:
+forward, J and its gradients, evaluate, and whole fit epochs (plain, L2,
+momentum, a last partial batch, a batch larger than the data, shuffled)
+must equal `fastbp.baseline` to RTOL. A few tests call `fastbp._kernels`
+directly for its buffer arithmetic and its size checks.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import (
+    DTYPES,
+    HIDDEN_ACTIVATIONS,
+    OUTPUT_LOSS_PAIRS,
+    assert_close,
+    assert_parameters_close,
+    make_data,
+    make_network,
+    one_hot,
+    pair_id,
+    parameters_of,
+    zero_velocities,
+)
+
+from fastbp import Trainer, _kernels, baseline
+
+# Two hidden layers, so the delta recursion runs through f' twice.
+SIZES = [5, 8, 6, 3]
+
+COMBINATIONS = [
+    pytest.param(activation, output, loss_name, dtype,
+                 id=f"{activation}-{output}-{loss_name}-{np.dtype(dtype).name}")
+    for activation, (output, loss_name), dtype in itertools.product(
+        HIDDEN_ACTIVATIONS, OUTPUT_LOSS_PAIRS, DTYPES)
+]
+
+
+def setup(activation, output, dtype, n_samples, seed=0, labels=False):
+    rng = np.random.default_rng(seed)
+    net = make_network(SIZES, activation, output, dtype, seed=seed + 1)
+    X, Y = make_data(rng, n_samples, SIZES, dtype, labels=labels)
+    return net, X, Y
+
+
+# ---------------------------------------------------------------- forward & J
+
+
+@pytest.mark.parametrize("activation, output, loss_name, dtype", COMBINATIONS)
+def test_forward_matches_baseline(activation, output, loss_name, dtype):
+    # 300 rows: more than one 256-row chunk of Network.forward, the last one short
+    net, X, _ = setup(activation, output, dtype, n_samples=300)
+    weights, biases = parameters_of(net)
+
+    got = net.forward(X)
+
+    expected = baseline.forward(weights, biases, X, activation, output)[-1]
+    assert got.dtype == np.dtype(dtype)
+    assert_close(got, expected, dtype, what="A^L")
+
+
+@pytest.mark.parametrize("activation, output, loss_name, dtype", COMBINATIONS)
+def test_loss_and_gradients_match_baseline(activation, output, loss_name, dtype):
+    net, X, Y = setup(activation, output, dtype, n_samples=17)
+    trainer = Trainer(net, loss=loss_name, l2=0.03)
+    weights, biases = parameters_of(net)
+
+    J, grad_weights, grad_biases = trainer.loss_and_gradients(X, Y)
+
+    J_expected, gw_expected, gb_expected = baseline.loss_and_gradients(
+        weights, biases, X, Y, activation, output, loss_name, l2=0.03)
+    assert isinstance(J, float)
+    assert_close(J, J_expected, dtype, what="J")
+    assert len(grad_weights) == len(grad_biases) == len(SIZES) - 1
+    for k in range(len(SIZES) - 1):
+        assert grad_weights[k].dtype == grad_biases[k].dtype == np.dtype(dtype)
+        assert_close(grad_weights[k], gw_expected[k], dtype, what=f"dJ/dW[{k}]")
+        assert_close(grad_biases[k], gb_expected[k], dtype, what=f"dJ/db[{k}]")
+    # no update happened
+    assert_parameters_close(net, weights, biases, dtype, rtol=0)
+
+
+@pytest.mark.parametrize("activation, output, loss_name, dtype", COMBINATIONS)
+def test_evaluate_matches_baseline(activation, output, loss_name, dtype):
+    net, X, labels = setup(activation, output, dtype, n_samples=41, labels=True)
+    trainer = Trainer(net, loss=loss_name, l2=0.02)
+    weights, biases = parameters_of(net)
+    Y = one_hot(labels, SIZES[-1], dtype)
+
+    metrics = trainer.evaluate(X, labels)
+
+    expected = baseline.loss(weights, biases, X, Y, activation, output, loss_name, l2=0.02)
+    assert_close(metrics["loss"], expected, dtype, what="loss")
+    predicted = baseline.forward(weights, biases, X, activation, output)[-1].argmax(axis=1)
+    assert metrics["accuracy"] == np.mean(predicted == labels)
+
+
+# ---------------------------------------------------------------- fit epochs
+
+# (n_samples, batch_size, l2, momentum): every epoch shape the kernel handles.
+EPOCH_CASES = {
+    "plain-partial-last-batch": (23, 5, 0.0, 0.0),
+    "l2-exact-batches": (20, 4, 0.05, 0.0),
+    "momentum": (23, 6, 0.0, 0.6),
+    "momentum-l2": (22, 7, 0.01, 0.5),
+    "batch-larger-than-data": (23, 30, 0.01, 0.0),
+    "single-sample-batches": (9, 1, 0.01, 0.0),
+    # 40 rows go through BLAS, the last 7 through the small-batch kernels
+    "blas-sized-batch": (47, 40, 0.01, 0.5),
+}
+LEARNING_RATE = 0.3
+
+
+@pytest.mark.parametrize("case", list(EPOCH_CASES))
+@pytest.mark.parametrize("activation, output, loss_name, dtype", COMBINATIONS)
+def test_fit_epochs_match_baseline(activation, output, loss_name, dtype, case):
+    n_samples, batch_size, l2, momentum = EPOCH_CASES[case]
+    net, X, Y = setup(activation, output, dtype, n_samples)
+    weights, biases = parameters_of(net)
+    velocities = zero_velocities(weights, biases)
+    trainer = Trainer(net, loss=loss_name, learning_rate=LEARNING_RATE,
+                      batch_size=batch_size, l2=l2, momentum=momentum, shuffle=False)
+
+    # two epochs: the momentum velocity must carry over from the first
+    history = trainer.fit(X, Y, epochs=2)
+
+    expected_losses = [
+        baseline.train_epoch(
+            weights, biases, X, Y, activation=activation, output=output,
+            loss=loss_name, learning_rate=LEARNING_RATE, batch_size=batch_size,
+            l2=l2, momentum=momentum, velocities=velocities)
+        for _ in range(2)
+    ]
+    assert len(history["loss"]) == 2
+    assert_close(history["loss"], expected_losses, dtype, what="history['loss']")
+    assert_parameters_close(net, weights, biases, dtype)
+
+
+@pytest.mark.parametrize("activation, output, loss_name, dtype", COMBINATIONS)
+def test_shuffled_fit_matches_baseline_with_same_permutations(
+        activation, output, loss_name, dtype):
+    n_samples, batch_size, seed = 26, 4, 7
+    net, X, Y = setup(activation, output, dtype, n_samples)
+    weights, biases = parameters_of(net)
+    velocities = zero_velocities(weights, biases)
+    trainer = Trainer(net, loss=loss_name, learning_rate=LEARNING_RATE,
+                      batch_size=batch_size, l2=0.01, momentum=0.3, shuffle=True,
+                      seed=seed)
+
+    history = trainer.fit(X, Y, epochs=2)
+
+    # Trainer draws one permutation per epoch from default_rng(seed)
+    generator = np.random.default_rng(seed)
+    expected_losses = []
+    for _ in range(2):
+        order = generator.permutation(n_samples)
+        expected_losses.append(baseline.train_epoch(
+            weights, biases, X, Y, activation=activation, output=output,
+            loss=loss_name, learning_rate=LEARNING_RATE, batch_size=batch_size,
+            l2=0.01, momentum=0.3, velocities=velocities, order=order))
+    assert_close(history["loss"], expected_losses, dtype, what="history['loss']")
+    assert_parameters_close(net, weights, biases, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("small_batch_rows", [0, 64], ids=["all-blas", "all-small-kernels"])
+def test_fit_matches_baseline_on_either_gemm_path(dtype, small_batch_rows):
+    """The register-blocked small-batch products and BLAS give the same epoch."""
+    net, X, Y = setup("tanh", "softmax", dtype, n_samples=50)
+    weights, biases = parameters_of(net)
+    trainer = Trainer(net, loss="cross_entropy", learning_rate=LEARNING_RATE,
+                      batch_size=16, l2=0.01, shuffle=False)
+    old = _kernels._set_small_batch(small_batch_rows)
+    try:
+        history = trainer.fit(X, Y, epochs=1)
+    finally:
+        _kernels._set_small_batch(old)
+
+    expected = baseline.train_epoch(
+        weights, biases, X, Y, activation="tanh", output="softmax",
+        loss="cross_entropy", learning_rate=LEARNING_RATE, batch_size=16, l2=0.01)
+    assert_close(history["loss"][0], expected, dtype)
+    assert_parameters_close(net, weights, biases, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output, loss_name", OUTPUT_LOSS_PAIRS, ids=pair_id)
+def test_step_matches_one_baseline_batch(output, loss_name, dtype):
+    net, X, Y = setup("relu", output, dtype, n_samples=12)
+    weights, biases = parameters_of(net)
+    trainer = Trainer(net, loss=loss_name, learning_rate=0.2, l2=0.01)
+
+    J = trainer.step(X, Y)
+
+    expected = baseline.train_epoch(
+        weights, biases, X, Y, activation="relu", output=output, loss=loss_name,
+        learning_rate=0.2, batch_size=12, l2=0.01)
+    assert_close(J, expected, dtype)
+    assert_parameters_close(net, weights, biases, dtype)
+
+
+# ---------------------------------------------------------------- extremes
+
+
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output, loss_name", OUTPUT_LOSS_PAIRS, ids=pair_id)
+def test_extreme_preactivations_stay_finite(output, loss_name, dtype, activation):
+    """|z| ~ 1e4 saturates sigmoid and softmax: still finite J, no warnings.
+
+    (pyproject turns every warning into an error, and np.errstate makes any
+    floating-point trouble in the Python layer raise as well.)
+    """
+    rng = np.random.default_rng(3)
+    sizes = [4, 6, 3]
+    net = make_network(sizes, activation, output, dtype, seed=3)
+    X = rng.choice([-1.0, 1.0], size=(10, 4)).astype(dtype)
+    Y = one_hot(rng.integers(0, 3, size=10), 3, dtype)
+    # hidden |z| ~ 1e4; the output weights are scaled so that |z^L| ~ 1e4
+    # whether the hidden layer saturates at O(1) or passes 1e4 through
+    net.weights[0][...] = 1e4 * rng.choice([-1.0, 1.0], size=(6, 4)) / 4
+    hidden = baseline.forward(*parameters_of(net), X, activation, "identity")[1]
+    net.weights[1][...] = (1e4 / max(1.0, np.abs(hidden).max())
+                           * rng.choice([-1.0, 1.0], size=(3, 6)) / 6)
+    weights, biases = parameters_of(net)
+    output_z = hidden @ net.weights[1].T.astype(np.float64) + biases[1]
+    assert np.abs(output_z).max() > 1e3
+    trainer = Trainer(net, loss=loss_name, learning_rate=1e-12, batch_size=5, l2=1e-9)
+
+    with np.errstate(all="raise"):
+        outputs = net.forward(X)
+        J, grad_weights, grad_biases = trainer.loss_and_gradients(X, Y)
+        metrics = trainer.evaluate(X, Y)
+        history = trainer.fit(X, Y, epochs=1)
+
+    assert np.isfinite(outputs).all()
+    assert np.isfinite(J) and np.isfinite(metrics["loss"])
+    assert np.isfinite(history["loss"][0])
+    for gradient in grad_weights + grad_biases:
+        assert np.isfinite(gradient).all()
+    if output == "sigmoid":
+        assert ((outputs >= 0) & (outputs <= 1)).all()
+    if output == "softmax":
+        assert_close(outputs.sum(axis=1), np.ones(10), dtype)
+    # the stable forms agree with the oracle's stable forms
+    expected = baseline.loss(weights, biases, X, Y, activation, output, loss_name, l2=1e-9)
+    assert_close(J, expected, dtype, rtol=1e-3)
+    assert_close(metrics["loss"], expected, dtype, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- raw kernels
+
+
+@pytest.mark.parametrize("sizes", [[1, 1], [3, 2], [5, 8, 6, 3], [784, 30, 10],
+                                   [2, 9, 1, 4, 7]])
+@pytest.mark.parametrize("capacity", [1, 10, 256])
+def test_parameter_count_and_workspace_size(sizes, capacity):
+    layer_sizes = np.asarray(sizes, dtype=np.intp)
+    # [W_0, b_0, W_1, b_1, ...]: n_l * n_{l-1} weights and n_l biases per layer
+    expected_parameters = sum(n_out * n_in + n_out for n_in, n_out in zip(sizes, sizes[1:]))
+    # documented layout: A^1..A^L, three widest-layer buffers, a gathered
+    # input and a gathered target batch (capacity rows each), column sums
+    widest = max(sizes[1:])
+    expected_work = capacity * (sum(sizes[1:]) + 3 * widest + sizes[0] + sizes[-1]) + widest
+
+    assert _kernels.parameter_count(layer_sizes) == expected_parameters
+    assert _kernels.workspace_size(layer_sizes, capacity) == expected_work
+
+
+def raw_problem(dtype, sizes=(4, 5, 3), n_samples=6):
+    rng = np.random.default_rng(4)
+    net = make_network(list(sizes), "tanh", "softmax", dtype, seed=4)
+    X, Y = make_data(rng, n_samples, sizes, dtype)
+    layer_sizes = np.asarray(sizes, dtype=np.intp)
+    return net, X, Y, layer_sizes
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_raw_forward_kernel_and_its_buffer_check(dtype):
+    net, X, Y, sizes = raw_problem(dtype)
+    params = net.get_parameters()
+    codes = np.asarray([_kernels.ACTIVATION_CODES["tanh"],
+                        _kernels.ACTIVATION_CODES["softmax"]], dtype=np.intc)
+    loss_code = _kernels.LOSS_CODES["cross_entropy"]
+    out = np.full((6, 3), np.nan, dtype=dtype)
+    capacity = 4    # two chunks: 4 rows, then 2
+
+    work = np.zeros(_kernels.workspace_size(sizes, capacity), dtype=dtype)
+    cost, _ = _kernels.forward(params, sizes, codes, loss_code, X, Y, out, work, capacity)
+
+    weights, biases = parameters_of(net)
+    assert_close(out, baseline.forward(weights, biases, X, "tanh", "softmax")[-1], dtype)
+    # the kernel returns sum_i C_i; the oracle J is its mean
+    expected = 6 * baseline.loss(weights, biases, X, Y, "tanh", "softmax", "cross_entropy")
+    assert_close(cost, expected, dtype)
+
+    too_small = np.zeros(work.size - 1, dtype=dtype)
+    with pytest.raises(ValueError, match="work"):
+        _kernels.forward(params, sizes, codes, loss_code, X, Y, out, too_small, capacity)
+    with pytest.raises(ValueError, match="capacity"):
+        _kernels.forward(params, sizes, codes, loss_code, X, Y, out, work, 0)
+    with pytest.raises(ValueError, match="params"):
+        _kernels.forward(params[:-1].copy(), sizes, codes, loss_code, X, Y, out, work,
+                         capacity)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_raw_loss_and_gradients_kernel_and_its_buffer_check(dtype):
+    net, X, Y, sizes = raw_problem(dtype)
+    params = net.get_parameters()
+    codes = np.asarray([_kernels.ACTIVATION_CODES["tanh"],
+                        _kernels.ACTIVATION_CODES["softmax"]], dtype=np.intc)
+    loss_code = _kernels.LOSS_CODES["mse"]
+    grads = np.full_like(params, np.nan)
+
+    work = np.zeros(_kernels.workspace_size(sizes, 6), dtype=dtype)
+    J, _ = _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X, Y,
+                                       work, 0.1)
+
+    weights, biases = parameters_of(net)
+    J_expected, gw, gb = baseline.loss_and_gradients(
+        weights, biases, X, Y, "tanh", "softmax", "mse", l2=0.1)
+    assert_close(J, J_expected, dtype)
+    # the flat gradient has the layout of params: [W_0, b_0, W_1, b_1]
+    flat_expected = np.concatenate([gw[0].ravel(), gb[0], gw[1].ravel(), gb[1]])
+    assert_close(grads, flat_expected, dtype)
+
+    # a work buffer sized for 5 rows cannot take this 6-row batch
+    too_small = np.zeros(_kernels.workspace_size(sizes, 5), dtype=dtype)
+    with pytest.raises(ValueError, match="work"):
+        _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X, Y,
+                                    too_small, 0.1)
+    with pytest.raises(ValueError, match="shape"):
+        _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X[:, :3].copy(),
+                                    Y, work, 0.1)
+    with pytest.raises(ValueError, match="grads"):
+        _kernels.loss_and_gradients(params, grads[:-1].copy(), sizes, codes, loss_code, X, Y,
+                                    work, 0.1)
