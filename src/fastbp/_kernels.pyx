@@ -14,6 +14,7 @@ for the O(1) sizes of the buffers, which they check so that a caller's
 mistake is an exception instead of a write out of bounds.
 """
 
+from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, free
@@ -625,11 +626,12 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                 const int[::1] activations, int loss,
                 const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
-                floating[::1] work, *, double learning_rate, double l2=0.0,
+                floating[::1] work, double[::1] progress, *,
+                double learning_rate, double l2=0.0,
                 double l1=0.0, int optimizer=OPT_SGD, double momentum=0.0,
                 bint nesterov=False, double weight_decay=0.0, double rho=0.9,
                 double beta1=0.9, double beta2=0.999, double epsilon=1e-8,
-                long long step=0):
+                long long step=0, bint check_signals=False):
     """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
@@ -643,6 +645,13 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     the second moment (adam). `step` counts the updates made before this
     epoch (Adam's bias correction uses step + 1 for the first batch).
 
+    After every batch, progress[0:3] holds (batches done, sum of m_B * J_B
+    so far, correct predictions so far). With check_signals, the GIL is
+    taken every few milliseconds of work to run Python's signal handlers:
+    a KeyboardInterrupt then propagates from here, between two batches, so
+    the parameters are those after the last completed update and `progress`
+    tells how far the epoch got.
+
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update.
     """
@@ -650,7 +659,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_in = sizes[0], n_out = sizes[n_layers]
     cdef Py_ssize_t n_params = params.shape[0]
-    cdef Py_ssize_t start, stop, m, i, n_correct = 0
+    cdef Py_ssize_t start, stop, m, i, n_correct = 0, batches = 0, check_every
     cdef bint gather = order.shape[0] > 0
     cdef double total = 0, penalty
     cdef Update u
@@ -676,6 +685,10 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
         raise ValueError("order must be empty or a permutation of the rows")
     if optimizer not in (OPT_SGD, OPT_RMSPROP, OPT_ADAM):
         raise ValueError("unknown optimizer code")
+    if progress.shape[0] < 3:
+        raise ValueError("progress needs 3 entries")
+    # look for signals about every 2e6 multiply-adds of work (~ a millisecond)
+    check_every = max(1, 2000000 // max(1, batch_size * n_params))
 
     u.optimizer = optimizer
     u.learning_rate = learning_rate
@@ -747,6 +760,13 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                     &sizes[0], n_layers, &activations[0], m, delta, spare,
                     column_sums, scratch, &u)
                 start = stop
+                batches += 1
+                progress[0] = batches
+                progress[1] = total
+                progress[2] = n_correct
+                if check_signals and batches % check_every == 0:
+                    with gil:
+                        PyErr_CheckSignals()
     finally:
         free(table)
     return total, n_correct
@@ -817,7 +837,7 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
 def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
             const int[::1] activations, int loss, const floating[:, ::1] X,
             const floating[:, ::1] Y, floating[:, ::1] out, floating[::1] work,
-            Py_ssize_t capacity):
+            Py_ssize_t capacity, bint check_signals=False):
     """Output activations A^L of X into `out`, `capacity` rows at a time.
 
     With a Y of X's length (an empty Y skips this), also returns the data
@@ -876,6 +896,9 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
                     &Y[start, 0] if with_targets else NULL, m, delta,
                     &n_correct)
                 start = stop
+                if check_signals:
+                    with gil:
+                        PyErr_CheckSignals()
             A[n_layers] = last
     finally:
         free(table)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import zipfile
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
@@ -31,6 +33,56 @@ FORMAT_VERSION = 1
 
 # Rows per forward-pass chunk: bounds the workspace of `forward` on big inputs.
 _FORWARD_CHUNK = 256
+
+
+class _UsageGuard:
+    """Detects use of one Network from two threads at once, instead of racing.
+
+    Any number of concurrent readers (forward passes) are fine; a writer
+    (training) needs the network to itself. The thread that is training may
+    still read (a callback's forward pass). A conflict raises RuntimeError at
+    once rather than blocking.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._writer = None
+
+    def _busy(self, what):
+        return RuntimeError(
+            f"this Network is in use by another thread ({what} would race with it); "
+            f"fastbp objects are not shared between threads: give each thread its own "
+            f"Network and Trainer (Network.copy()), or serialize the calls with a lock"
+        )
+
+    @contextmanager
+    def reading(self, what):
+        with self._lock:
+            if self._writer is not None and self._writer != threading.get_ident():
+                raise self._busy(what)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+
+    @contextmanager
+    def writing(self, what):
+        with self._lock:
+            if self._writer is not None or self._readers:
+                raise self._busy(what)
+            self._writer = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writer = None
+
+
+def _in_main_thread():
+    return threading.current_thread() is threading.main_thread()
 
 
 class _ParameterList(list):
@@ -180,6 +232,7 @@ class Network:
 
     def _setup(self, sizes, activation, hidden, output, dtype):
         """Allocate the flat parameter vector and its per-layer views."""
+        self._guard = _UsageGuard()
         self._sizes = np.asarray(sizes, dtype=np.intp)
         self._activation = activation
         self._hidden = list(hidden)
@@ -314,7 +367,8 @@ class Network:
             The output activations A^L.
         """
         X = check_inputs(X, int(self._sizes[0]), self._dtype.type)
-        return self._forward(X)[0]
+        with self._guard.reading("forward"):
+            return self._forward(X)[0]
 
     def _forward(self, X, Y=None, loss_code=0):
         """Validated arrays in: (A^L, sum of costs, number correct)."""
@@ -325,7 +379,8 @@ class Network:
         if Y is None:
             Y = np.empty((0, int(self._sizes[-1])), dtype=self._dtype)
         cost, n_correct = _kernels.forward(
-            self._params, self._sizes, self._codes, loss_code, X, Y, out, work, capacity
+            self._params, self._sizes, self._codes, loss_code, X, Y, out, work, capacity,
+            check_signals=_in_main_thread(),
         )
         return out, cost, n_correct
 

@@ -7,13 +7,21 @@ import logging
 import os
 import sys
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 
 from . import _kernels
 from ._validation import Interval, Options, check_inputs, check_params, check_targets
-from .network import Network, _atomic_savez, _check_seed, _read_npz
+from .network import (
+    Network,
+    _atomic_savez,
+    _check_seed,
+    _in_main_thread,
+    _read_npz,
+    _UsageGuard,
+)
 from .schedules import Schedule, make_schedule, schedule_from_config
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -98,6 +106,11 @@ class Trainer:
         Adam's decays of the first and second moment estimates.
     epsilon : float > 0
         Adam's and RMSprop's guard against division by zero.
+    on_divergence : {'raise', 'warn'}
+        When an epoch (or step) ends with NaN or infinite loss or parameters,
+        the parameters and optimizer state from before it are restored; then
+        'raise' raises DivergenceError, 'warn' issues a RuntimeWarning and
+        ends the fit (keeping the finished epochs' history).
     schedule : None, str or fastbp.schedules.Schedule
         Learning rate per epoch: None or 'constant' keeps `learning_rate`;
         'step', 'exponential', 'invscaling', 'plateau' (on val_loss) take
@@ -131,12 +144,13 @@ class Trainer:
         "beta1": Interval(Real, 0, 1, closed="left"),
         "beta2": Interval(Real, 0, 1, closed="left"),
         "epsilon": Interval(Real, 0, None, closed="neither"),
+        "on_divergence": Options(("raise", "warn")),
     }
 
     def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
                  optimizer="sgd", momentum=0.0, shuffle=True, seed=None, *, l1=0.0,
                  nesterov=False, weight_decay=None, rho=0.9, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8, schedule=None):
+                 epsilon=1e-8, schedule=None, on_divergence="raise"):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         self.network = network
@@ -156,7 +170,9 @@ class Trainer:
         self.beta2 = beta2
         self.epsilon = epsilon
         self.schedule = make_schedule(schedule)
+        self.on_divergence = on_divergence
         self._validate_params()
+        self._guard = _UsageGuard()
         self._rng = np.random.default_rng(self.seed)
         empty = np.empty(0, dtype=network.dtype)
         # optimizer state, in the layout of the network's flat parameters
@@ -273,10 +289,11 @@ class Trainer:
         X, Y, _ = self._check_data(X, Y)
         net = self.network
         grads = np.empty_like(net._params)
-        loss, _ = _kernels.loss_and_gradients(
-            net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
-            self._workspace(X.shape[0]), float(self.l2), float(self.l1),
-        )
+        with self._guard.writing("loss_and_gradients"), net._guard.reading("loss_and_gradients"):
+            loss, _ = _kernels.loss_and_gradients(
+                net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
+                self._workspace(X.shape[0]), float(self.l2), float(self.l1),
+            )
         grad_weights, grad_biases, offset = [], [], 0
         for weight, bias in zip(net.weights, net.biases):
             grad_weights.append(grads[offset:offset + weight.size].reshape(weight.shape))
@@ -295,8 +312,11 @@ class Trainer:
         """
         self._validate_params()
         X, Y, _ = self._check_data(X, Y)
-        total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], "this step",
-                                   self.current_learning_rate)
+        with self._guard.writing("step"), self.network._guard.writing("step"):
+            total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0],
+                                       "this step", self.current_learning_rate)
+        if total is None:       # diverged with on_divergence="warn"
+            return float("nan")
         return total / X.shape[0]
 
     def evaluate(self, X, Y):
@@ -310,7 +330,8 @@ class Trainer:
         """
         self._validate_params()
         X, Y, is_labels = self._check_data(X, Y)
-        return self._evaluate(X, Y, is_labels)
+        with self._guard.reading("evaluate"), self.network._guard.reading("evaluate"):
+            return self._evaluate(X, Y, is_labels)
 
     def _evaluate(self, X, Y, is_labels):
         _, cost, n_correct = self.network._forward(X, Y, self._loss_code)
@@ -405,21 +426,33 @@ class Trainer:
                     f"validation_split, or choose another monitor"
                 )
 
+        with self._guard.writing("fit"), self.network._guard.writing("fit"):
+            self._fit_loop(X, Y, is_labels, X_val if validating else None,
+                           Y_val if validating else None,
+                           val_is_labels if validating else False,
+                           int(epochs), verbose, callbacks, history)
+        return history
+
+    def _fit_loop(self, X, Y, is_labels, X_val, Y_val, val_is_labels, epochs, verbose,
+                  callbacks, history):
+        validating = X_val is not None
         n_samples = X.shape[0]
         no_order = np.empty(0, dtype=np.intp)
-        progress = self._progress(int(epochs)) if verbose == 1 else None
+        progress = self._progress(epochs) if verbose == 1 else None
         self.stop_training = False
         for callback in callbacks:
             if hasattr(callback, "on_fit_begin"):
                 callback.on_fit_begin(self, history)
         try:
-            for _ in range(int(epochs)):
+            for _ in range(epochs):
                 started = time.perf_counter()
                 rate = self.current_learning_rate
                 order = self._rng.permutation(n_samples) if self.shuffle else no_order
                 total, n_correct = self._run_epoch(
                     X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate
                 )
+                if total is None:       # diverged with on_divergence="warn"
+                    break
                 self.epoch += 1
                 record = {"loss": total / n_samples}
                 if is_labels:
@@ -448,7 +481,6 @@ class Trainer:
         for callback in callbacks:
             if hasattr(callback, "on_fit_end"):
                 callback.on_fit_end(self, history)
-        return history
 
     def partial_fit(self, X, Y, validation_data=None, verbose=0, *, callbacks=None):
         """One more epoch over (X, Y): ``fit(X, Y, epochs=1, ...)``.
@@ -597,34 +629,72 @@ class Trainer:
         return trainer
 
     def _run_epoch(self, X, Y, order, batch_size, what, learning_rate):
-        """Run the epoch kernel; on NaN/inf restore parameters and state, then raise."""
+        """Run the epoch kernel and account for how it ended.
+
+        Normal end: returns (sum of m_B J_B, correct predictions). NaN or inf
+        in the loss or parameters: restores the parameters and optimizer
+        state from before the epoch, then raises DivergenceError (or, with
+        on_divergence="warn", warns and returns (None, None)). Interrupted
+        (KeyboardInterrupt between two batches): keeps the parameters of the
+        last completed batch, counts its updates, and re-raises.
+        """
         net = self.network
         self._prepare_state()
-        saved = [net._params.copy(), self._state1.copy(), self._state2.copy()]
-        total, n_correct = _kernels.train_epoch(
-            net._params, self._grads, self._state1, self._state2, net._sizes, net._codes,
-            self._loss_code, X, Y, order, batch_size, self._workspace(batch_size),
-            learning_rate=float(learning_rate), l2=float(self.l2), l1=float(self.l1),
-            optimizer=_kernels.OPTIMIZER_CODES[self.optimizer],
-            momentum=float(self.momentum), nesterov=bool(self.nesterov),
-            weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
-            beta2=float(self.beta2), epsilon=float(self.epsilon), step=self._updates,
-        )
-        if not (np.isfinite(total) and np.isfinite(net._params).all()):
-            net._params[...] = saved[0]
-            self._state1[...] = saved[1]
-            self._state2[...] = saved[2]
-            raise DivergenceError(
-                f"training diverged in {what}: the loss or parameters became NaN or "
-                f"infinite. The parameters from before it were restored. Try decreasing "
-                f"the learning rate (now {learning_rate}), scaling the inputs, or "
-                f"using loss='cross_entropy' with a softmax or sigmoid output."
+        saved = [net._params.copy(), self._state1.copy(), self._state2.copy(), self._updates]
+        progress = np.zeros(3)
+        try:
+            total, n_correct = _kernels.train_epoch(
+                net._params, self._grads, self._state1, self._state2, net._sizes,
+                net._codes, self._loss_code, X, Y, order, batch_size,
+                self._workspace(batch_size), progress,
+                learning_rate=float(learning_rate), l2=float(self.l2), l1=float(self.l1),
+                optimizer=_kernels.OPTIMIZER_CODES[self.optimizer],
+                momentum=float(self.momentum), nesterov=bool(self.nesterov),
+                weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
+                beta2=float(self.beta2), epsilon=float(self.epsilon), step=self._updates,
+                check_signals=_in_main_thread(),
             )
-        self._updates += -(-X.shape[0] // batch_size)
-        return total, n_correct
+        except KeyboardInterrupt:
+            self._updates += int(progress[0])
+            if not np.isfinite(net._params).all():
+                self._restore(saved)
+            logger.info("interrupted in %s after %d batches", what, int(progress[0]))
+            raise
+        self._updates += int(progress[0])
+        if np.isfinite(total) and np.isfinite(net._params).all():
+            return total, n_correct
+        self._restore(saved)
+        message = (
+            f"training diverged in {what}: the loss or parameters became NaN or "
+            f"infinite. The parameters from before it were restored. Try decreasing "
+            f"the learning rate (now {learning_rate}), scaling the inputs, or "
+            f"using loss='cross_entropy' with a softmax or sigmoid output."
+        )
+        if self.on_divergence == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            self.stop_training = True
+            return None, None
+        raise DivergenceError(message)
+
+    def _restore(self, saved):
+        params, state1, state2, updates = saved
+        self.network._params[...] = params
+        self._state1[...] = state1
+        self._state2[...] = state2
+        self._updates = updates
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_guard"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._guard = _UsageGuard()
 
     _extra_defaults = {"l1": 0.0, "nesterov": False, "weight_decay": None, "rho": 0.9,
-                       "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+                       "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+                       "on_divergence": "raise"}
 
     def __repr__(self):
         extras = "".join(
