@@ -122,16 +122,26 @@ def tolerance(dtype):
     return RTOL[np.dtype(dtype).type]
 
 
-def assert_close(actual, expected, dtype, rtol=None, what=""):
-    """actual == expected to rtol relative to max|expected| (and elementwise)."""
+def assert_close(actual, expected, dtype, rtol=None, what="", scale=None):
+    """actual == expected to rtol relative to `scale` (default max|expected|).
+
+    Elementwise: |actual - expected| <= rtol * (|expected| + scale).
+    """
     rtol = tolerance(dtype) if rtol is None else rtol
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, what
     assert np.isfinite(actual).all(), f"{what}: non-finite values {actual}"
-    scale = max(1e-30, float(np.max(np.abs(expected), initial=0.0)))
+    if scale is None:
+        scale = float(np.max(np.abs(expected), initial=0.0))
+    scale = max(1e-30, scale)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale,
                                err_msg=what)
+
+
+def flat(arrays):
+    """One float64 vector of a list of arrays, e.g. all gradients of a network."""
+    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
 
 
 def assert_parameters_close(net, weights, biases, dtype, rtol=None):
@@ -140,6 +150,14 @@ def assert_parameters_close(net, weights, biases, dtype, rtol=None):
         assert net.biases[k].dtype == np.dtype(dtype)
         assert_close(net.weights[k], W, dtype, rtol, what=f"weights[{k}]")
         assert_close(net.biases[k], b, dtype, rtol, what=f"biases[{k}]")
+
+
+def pytest_configure(config):
+    # hypothesis's failure report imports a module that emits this
+    # DeprecationWarning; with filterwarnings = error it would replace the
+    # falsifying example by an INTERNALERROR. Ignore just this one.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
 
 
 @pytest.fixture

@@ -220,6 +220,8 @@ def test_hand_worked_softmax_cross_entropy_batch():
     history = trainer.fit(X, labels, epochs=1)
 
     np.testing.assert_allclose(history["loss"], [math.log(8 / 3) / 2], **exact)
-    assert history["accuracy"] == [1.0]   # argmax a_1 = 0, and a_2 ties -> class 0? no:
+    # accuracy before the update: argmax a_1 = 0 = y_1; a_2 is a tie, which
+    # goes to the first class as with np.argmax, and y_2 = 1: one of two right
+    assert history["accuracy"] == [0.5]
     np.testing.assert_allclose(net.weights[0], [[math.log(3.0) + 0.5], [-0.5]], **exact)
     np.testing.assert_allclose(net.biases[0], [-0.5, 0.5], **exact)

@@ -120,11 +120,17 @@ def check_dtype(dtype):
 def _all_finite(array):
     """True when no entry is NaN or infinite.
 
-    min and max propagate NaN and expose infinities in two passes without
-    allocating an array of the data's size, as np.isfinite(array).all() would.
+    One summing pass settles the usual case without allocating an array of
+    the data's size, as np.isfinite(array).all() would: a finite sum means
+    every entry is finite. A sum that is not finite may come from NaN or
+    infinity, or from finite entries whose total overflows; min and max
+    (which propagate NaN and expose infinities) tell which.
     """
     if array.size == 0:
         return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(array.sum()):
+            return True
     return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
 
 
