@@ -21,7 +21,7 @@ from fastbp import Network
 settings.register_profile(
     "ci",
     deadline=None,
-    max_examples=60,
+    max_examples=150,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
