@@ -15,6 +15,7 @@ mistake is an exception instead of a write out of bounds.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, free
@@ -512,10 +513,21 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
 # ------------------------------------------------------------- buffers & checks
 
 def parameter_count(const Py_ssize_t[::1] sizes):
-    """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...]."""
-    cdef Py_ssize_t k, total = 0
+    """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...].
+
+    Raises ValueError for a non-positive size and OverflowError when the
+    count does not fit in a Py_ssize_t (the arithmetic is done in Python
+    integers, so it cannot wrap).
+    """
+    cdef Py_ssize_t k
+    total = 0
+    for k in range(sizes.shape[0]):
+        if sizes[k] < 1:
+            raise ValueError("layer sizes must be positive")
     for k in range(sizes.shape[0] - 1):
-        total += sizes[k + 1] * (sizes[k] + 1)
+        total += <object> sizes[k + 1] * (<object> sizes[k] + 1)
+    if total > PY_SSIZE_T_MAX:
+        raise OverflowError("the network has too many parameters to address")
     return total
 
 
@@ -524,14 +536,21 @@ def workspace_size(const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
 
     Layout: A^1 .. A^L, three buffers of the widest layer (two deltas and the
     scaled delta^T of the small-batch update), a gathered input batch, a
-    gathered target batch, one row of column sums.
+    gathered target batch, one row of column sums. OverflowError when the
+    length does not fit in a Py_ssize_t.
     """
-    cdef Py_ssize_t k, n_layers = sizes.shape[0] - 1, widest = 0, total = 0
+    cdef Py_ssize_t k, n_layers = sizes.shape[0] - 1
+    if capacity < 0:
+        raise ValueError("capacity must be >= 0")
+    widest = 0
+    total = 0
     for k in range(1, n_layers + 1):
         total += sizes[k]
-        if sizes[k] > widest:
-            widest = sizes[k]
-    return capacity * (total + 3 * widest + sizes[0] + sizes[n_layers]) + widest
+        widest = max(widest, sizes[k])
+    size = <object> capacity * (total + 3 * widest + sizes[0] + sizes[n_layers]) + widest
+    if size > PY_SSIZE_T_MAX:
+        raise OverflowError("the workspace for this batch size is too large to address")
+    return size
 
 
 # Slots of the per-layer pointer table that every entry point fills: slot s
@@ -617,6 +636,15 @@ cdef _check_data(Py_ssize_t rows_x, Py_ssize_t cols_x, Py_ssize_t rows_y,
 
 # ------------------------------------------------------------------ entry points
 
+cdef Py_ssize_t _find_out_of_range(const Py_ssize_t* order, Py_ssize_t n) noexcept nogil:
+    """First position of `order` whose value is not in [0, n), or -1."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if order[i] < 0 or order[i] >= n:
+            return i
+    return -1
+
+
 cdef floating* _data_or_null(floating[::1] vector) noexcept:
     return &vector[0] if vector.shape[0] > 0 else NULL
 
@@ -660,6 +688,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     cdef Py_ssize_t n_in = sizes[0], n_out = sizes[n_layers]
     cdef Py_ssize_t n_params = params.shape[0]
     cdef Py_ssize_t start, stop, m, i, n_correct = 0, batches = 0, check_every
+    cdef Py_ssize_t bad_row
     cdef bint gather = order.shape[0] > 0
     cdef double total = 0, penalty
     cdef Update u
@@ -680,9 +709,17 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    # a batch never holds more than the data: the work is sized for that
+    if batch_size > n_samples:
+        batch_size = max(n_samples, 1)
     _check_work(work.shape[0], sizes, batch_size)
-    if gather and order.shape[0] != n_samples:
-        raise ValueError("order must be empty or a permutation of the rows")
+    if gather:
+        if order.shape[0] != n_samples:
+            raise ValueError("order must be empty or a permutation of the rows")
+        with nogil:
+            bad_row = _find_out_of_range(&order[0], n_samples)
+        if bad_row >= 0:
+            raise ValueError(f"order[{bad_row}] is not a row index of X")
     if optimizer not in (OPT_SGD, OPT_RMSPROP, OPT_ADAM):
         raise ValueError("unknown optimizer code")
     if progress.shape[0] < 3:

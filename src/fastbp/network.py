@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import zipfile
@@ -24,6 +25,8 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
 #   format_version  int   FORMAT_VERSION
 #   layer_sizes     int64 (L + 1,)
 #   activations     str   (L - 1,) hidden activations, one per hidden layer
+#   activation      str   the `activation` argument: its name when one name was
+#                         given, "list" when a list was (kept through a round trip)
 #   output          str   output activation
 #   dtype           str   "float32" or "float64"
 #   W0 .. W{L-1}    dtype (n_l, n_{l-1})
@@ -44,14 +47,15 @@ class _UsageGuard:
     once rather than blocking.
     """
 
-    def __init__(self):
+    def __init__(self, owner="Network"):
+        self._owner = owner
         self._lock = threading.Lock()
         self._readers = 0
         self._writer = None
 
     def _busy(self, what):
         return RuntimeError(
-            f"this Network is in use by another thread ({what} would race with it); "
+            f"this {self._owner} is in use by another thread ({what} would race with it); "
             f"fastbp objects are not shared between threads: give each thread its own "
             f"Network and Trainer (Network.copy()), or serialize the calls with a lock"
         )
@@ -101,7 +105,8 @@ class _ParameterList(list):
         if isinstance(index, slice):
             raise TypeError(f"assign {self._kind} one layer at a time")
         target = list.__getitem__(self, index)
-        target[...] = _checked_parameter(value, target.shape, f"{self._kind}[{index}]")
+        target[...] = _checked_parameter(value, target.shape, target.dtype,
+                                         f"{self._kind}[{index}]")
 
     def _fixed(self, *args, **kwargs):
         raise TypeError(f"the list of {self._kind} has one entry per layer and cannot change length")
@@ -111,15 +116,21 @@ class _ParameterList(list):
     sort = reverse = _fixed
 
 
-def _checked_parameter(value, shape, name):
+def _checked_parameter(value, shape, dtype, name):
+    """`value` as an array of `shape` and `dtype`, finite once in that dtype."""
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    with np.errstate(over="ignore"):
+        # 1e300 is finite as float64 and infinite as float32: check what is stored
+        array = array.astype(dtype, copy=False)
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise ValueError(
+            f"{name} contains NaN or infinity (or values beyond the range of {np.dtype(dtype)})"
+        )
     return array
 
 
@@ -138,7 +149,14 @@ def _check_layer_sizes(layer_sizes):
             raise TypeError(f"layer_sizes must hold positive integers, got {sizes!r}")
         if size < 1:
             raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
-    return [int(size) for size in sizes]
+    sizes = [int(size) for size in sizes]
+    # counted in Python integers: the C count must never overflow
+    count = sum(fan_out * (fan_in + 1) for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+    if count > sys.maxsize // 8 or max(sizes) > sys.maxsize // 8:
+        raise ValueError(
+            f"layer_sizes {sizes} need {count} parameters, more than this machine can address"
+        )
+    return sizes
 
 
 def _check_activations(activation, n_hidden):
@@ -305,7 +323,7 @@ class Network:
         if len(values) != len(targets):
             raise ValueError(f"{name} must be a list of {len(targets)} arrays, got {len(values)}")
         checked = [
-            _checked_parameter(value, target.shape, f"{name}[{k}]")
+            _checked_parameter(value, target.shape, target.dtype, f"{name}[{k}]")
             for k, (value, target) in enumerate(zip(values, targets))
         ]
         for target, value in zip(targets, checked):
@@ -317,7 +335,7 @@ class Network:
 
     def set_parameters(self, flat):
         """Set all parameters from a flat vector laid out as `get_parameters` returns."""
-        flat = _checked_parameter(flat, self._params.shape, "flat")
+        flat = _checked_parameter(flat, self._params.shape, self._dtype, "flat")
         self._params[...] = flat
 
     def copy(self):
@@ -412,8 +430,9 @@ class Network:
             "format": np.array(FILE_FORMAT),
             "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         }
-        arrays.update(self._to_arrays())
-        _atomic_savez(path, arrays)
+        with self._guard.reading("save"):
+            arrays.update(self._to_arrays())
+            _atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path):
@@ -430,6 +449,8 @@ class Network:
         arrays = {
             "layer_sizes": self._sizes.astype(np.int64),
             "activations": np.array(self._hidden, dtype="U16").reshape(len(self._hidden)),
+            "activation": np.array(
+                "list" if isinstance(self._activation, list) else self._activation),
             "output": np.array(self._output),
             "dtype": np.array(self._dtype.name),
         }
@@ -440,43 +461,94 @@ class Network:
 
     @classmethod
     def _from_arrays(cls, arrays, source, prefix=""):
-        """Rebuild a network from `_to_arrays` output, checking every entry."""
+        """Rebuild a network from `_to_arrays` output, checking every entry.
+
+        Every stored array is checked against the layer sizes before anything
+        is allocated, so a file cannot make the loader reserve memory its
+        arrays do not hold.
+        """
+        def text(key):
+            value = arrays[prefix + key]
+            if value.dtype.kind != "U" or value.ndim != 0:
+                raise ValueError(f"{key} must be a string")
+            return str(value)
+
         try:
             sizes = arrays[prefix + "layer_sizes"]
             if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer):
                 raise ValueError("layer_sizes must be a 1-D integer array")
             sizes = _check_layer_sizes([int(size) for size in sizes])
+            n_hidden = len(sizes) - 2
             names = arrays[prefix + "activations"]
             if names.dtype.kind != "U" or names.ndim != 1:
                 raise ValueError("activations must be a 1-D array of strings")
             hidden = [str(name) for name in names]
-            activation = hidden if len(set(hidden)) > 1 else (hidden[0] if hidden else "sigmoid")
-            activation, hidden = _check_activations(activation, len(sizes) - 2)
-            output = str(arrays[prefix + "output"])
+            if len(hidden) != n_hidden:
+                raise ValueError(
+                    f"activations holds {len(hidden)} names for {n_hidden} hidden layers"
+                )
+            form = text("activation")
+            if form == "list":
+                activation = hidden
+            elif any(name != form for name in hidden):
+                raise ValueError(f"activation {form!r} disagrees with activations {hidden}")
+            else:
+                activation = form
+            activation, hidden = _check_activations(activation, n_hidden)
+            output = text("output")
             if output not in OUTPUT_ACTIVATIONS:
                 raise ValueError(f"unknown output activation {output!r}")
-            net = cls.__new__(cls)
-            net._setup(sizes, activation, hidden, output,
-                       check_dtype(str(arrays[prefix + "dtype"])))
-            for k in range(net.n_layers):
-                for key, target in ((f"W{k}", net._weights[k]), (f"b{k}", net._biases[k])):
+            dtype = check_dtype(text("dtype"))
+            values = []
+            for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                for key, shape in ((f"W{k}", (fan_out, fan_in)), (f"b{k}", (fan_out,))):
                     value = arrays[prefix + key]
-                    if value.dtype != net._dtype:
-                        raise ValueError(f"{key} has dtype {value.dtype}, expected {net._dtype}")
-                    if value.shape != target.shape:
-                        raise ValueError(f"{key} has shape {value.shape}, expected {target.shape}")
+                    if value.dtype != dtype:
+                        raise ValueError(f"{key} has dtype {value.dtype}, expected {dtype}")
+                    if value.shape != shape:
+                        raise ValueError(
+                            f"{key} has shape {value.shape}, but layer_sizes {sizes} "
+                            f"needs {shape}"
+                        )
                     if not np.isfinite(value).all():
                         raise ValueError(f"{key} contains NaN or infinity")
-                    target[...] = value
+                    values.append(value)
+            net = cls.__new__(cls)
+            net._setup(sizes, activation, hidden, output, dtype)
         except KeyError as exc:
             raise ValueError(f"{source!r} is not a fastbp network file: missing {exc}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"{source!r} is not a valid fastbp network file: {exc}") from None
+        targets = [array for pair in zip(net._weights, net._biases) for array in pair]
+        for target, value in zip(targets, values):
+            target[...] = value
         return net
 
 
+def _current_umask():
+    """The process umask.
+
+    Linux tells it in /proc; elsewhere it is read by setting and restoring
+    it, the only portable way (POSIX has no getter).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_savez(path, arrays):
-    """np.savez to a temporary file beside `path`, then rename over it."""
+    """np.savez to a temporary file beside `path`, then rename over it.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it
+    (0666 less the umask), not mkstemp's owner-only 0600.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
@@ -484,6 +556,8 @@ def _atomic_savez(path, arrays):
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
             stream.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(stream.fileno(), 0o666 & ~_current_umask())
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -495,17 +569,23 @@ def _atomic_savez(path, arrays):
 
 
 def _read_npz(path, file_format, version):
-    """All arrays of a fastbp .npz file, checked for format and version."""
+    """All arrays of a fastbp .npz file, checked for format and version.
+
+    Anything unreadable (truncated, corrupt, foreign, pickle-bearing) is a
+    ValueError naming the file; the file is closed whatever happens.
+    """
     name = os.fspath(path)
     try:
-        loaded = np.load(name, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with loaded as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
+        with open(name, "rb") as stream:
+            loaded = np.load(stream, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with loaded as archive:
+                arrays = {key: archive[key] for key in archive.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
+            NotImplementedError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
         raise ValueError(f"{name!r} is not a readable fastbp file: {exc}") from None
     if "format" not in arrays:
         raise ValueError(f"{name!r} is not a fastbp file (no 'format' entry)")

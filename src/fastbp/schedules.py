@@ -114,7 +114,8 @@ class ReduceOnPlateau(Schedule):
     After `patience` epochs without an improvement of at least `min_delta`
     (a decrease for losses, an increase for accuracies), the rate is
     multiplied by `factor`, never below `min_rate`, and the count starts
-    again after `cooldown` epochs.
+    again after `cooldown` epochs (epochs of the cooldown do not count toward
+    patience; an improvement during them still sets the best value).
     """
 
     _parameter_constraints = {
@@ -152,13 +153,14 @@ class ReduceOnPlateau(Schedule):
             )
         value = float(metrics[self.monitor])
         sign = 1.0 if "loss" in self.monitor else -1.0
-        if self._cooling > 0:
-            self._cooling -= 1
-            self._wait = 0
-        if self._best is None or sign * (self._best - value) > self.min_delta:
+        improved = self._best is None or sign * (self._best - value) > self.min_delta
+        if improved:
             self._best = value
             self._wait = 0
-        elif self._cooling == 0:
+        if self._cooling > 0:
+            # an epoch of the cooldown after a reduction: never counts toward patience
+            self._cooling -= 1
+        elif not improved:
             self._wait += 1
             if self._wait >= self.patience:
                 self._scale *= self.factor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -44,6 +45,13 @@ class DivergenceError(FloatingPointError):
     Raised after the parameters (and optimizer state) from before the
     failing epoch or step have been restored.
     """
+
+
+def _count(value, name):
+    """A checkpoint's non-negative integer count, refused in any other form."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 class Trainer:
@@ -172,7 +180,7 @@ class Trainer:
         self.schedule = make_schedule(schedule)
         self.on_divergence = on_divergence
         self._validate_params()
-        self._guard = _UsageGuard()
+        self._guard = _UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
         empty = np.empty(0, dtype=network.dtype)
         # optimizer state, in the layout of the network's flat parameters
@@ -190,6 +198,8 @@ class Trainer:
 
     def _validate_params(self):
         """Check every hyperparameter; raises before anything changes."""
+        if not isinstance(self.network, Network):
+            raise TypeError(f"network must be a fastbp.Network, got {self.network!r}")
         params = {name: getattr(self, name) for name in self._parameter_constraints}
         check_params(params, self._parameter_constraints)
         if not isinstance(self.schedule, Schedule):
@@ -313,7 +323,7 @@ class Trainer:
         self._validate_params()
         X, Y, _ = self._check_data(X, Y)
         with self._guard.writing("step"), self.network._guard.writing("step"):
-            total, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0],
+            total, _, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0],
                                        "this step", self.current_learning_rate)
         if total is None:       # diverged with on_divergence="warn"
             return float("nan")
@@ -405,10 +415,7 @@ class Trainer:
             X_val, Y_val, val_is_labels = self._check_data(
                 *validation_data, names=("validation_data[0]", "validation_data[1]")
             )
-        elif validation_split:
-            train, held_out = self._split(Y, is_labels, float(validation_split))
-            X, X_val = X[train], X[held_out]
-            Y, Y_val = Y[train], Y[held_out]
+        else:
             val_is_labels = is_labels
 
         validating = validation_data is not None or bool(validation_split)
@@ -427,6 +434,14 @@ class Trainer:
                 )
 
         with self._guard.writing("fit"), self.network._guard.writing("fit"):
+            if validation_split:
+                # split with a copy of the generator, and keep its new state
+                # only once the split is accepted: a refused fit draws nothing
+                rng = copy.deepcopy(self._rng)
+                train, held_out = self._split(Y, is_labels, float(validation_split), rng)
+                X, X_val = X[train], X[held_out]
+                Y, Y_val = Y[train], Y[held_out]
+                self._rng = rng
             self._fit_loop(X, Y, is_labels, X_val if validating else None,
                            Y_val if validating else None,
                            val_is_labels if validating else False,
@@ -448,8 +463,11 @@ class Trainer:
                 started = time.perf_counter()
                 rate = self.current_learning_rate
                 order = self._rng.permutation(n_samples) if self.shuffle else no_order
-                total, n_correct = self._run_epoch(
-                    X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate
+                validate = (lambda: self._evaluate(X_val, Y_val, val_is_labels)) \
+                    if validating else None
+                total, n_correct, metrics = self._run_epoch(
+                    X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate,
+                    validate,
                 )
                 if total is None:       # diverged with on_divergence="warn"
                     break
@@ -458,7 +476,6 @@ class Trainer:
                 if is_labels:
                     record["accuracy"] = n_correct / n_samples
                 if validating:
-                    metrics = self._evaluate(X_val, Y_val, val_is_labels)
                     record["val_loss"] = metrics["loss"]
                     if val_is_labels:
                         record["val_accuracy"] = metrics["accuracy"]
@@ -505,8 +522,8 @@ class Trainer:
                 )
         return list(callbacks)
 
-    def _split(self, Y, is_labels, fraction):
-        """Index arrays (train, held_out), drawn from the trainer's generator.
+    def _split(self, Y, is_labels, fraction, rng):
+        """Index arrays (train, held_out), drawn from the generator `rng`.
 
         With class labels every class gives round(fraction * its count)
         samples (at least one when it has two or more), so both parts keep
@@ -521,11 +538,11 @@ class Trainer:
                 count = int(round(fraction * members.size))
                 if count == 0 and members.size > 1:
                     count = 1
-                held.append(self._rng.permutation(members)[:count])
+                held.append(rng.permutation(members)[:count])
             held_out = np.sort(np.concatenate(held))
         else:
             count = int(round(fraction * n_samples))
-            held_out = np.sort(self._rng.permutation(n_samples)[:count])
+            held_out = np.sort(rng.permutation(n_samples)[:count])
         if held_out.size == 0 or held_out.size == n_samples:
             raise ValueError(
                 f"validation_split={fraction} leaves {n_samples - held_out.size} training and "
@@ -569,26 +586,28 @@ class Trainer:
         and its position, the epoch count, the random generator's state and
         the history. Saved atomically, like `Network.save`.
         """
-        self._prepare_state()
-        meta = {
-            "config": self.get_config(),
-            "schedule": [type(self.schedule).__name__, self.schedule.get_config(),
-                         self.schedule.get_state()],
-            "epoch": self.epoch,
-            "updates": self._updates,
-            "state_owner": self._state_owner,
-            "rng": self._rng.bit_generator.state,
-            "history": self.history,
-        }
-        arrays = {
-            "format": np.array(CHECKPOINT_FORMAT),
-            "format_version": np.array(CHECKPOINT_VERSION, dtype=np.int64),
-            "meta": np.array(json.dumps(meta)),
-            "state1": self._state1,
-            "state2": self._state2,
-        }
-        arrays.update(self.network._to_arrays(prefix="network_"))
-        _atomic_savez(path, arrays)
+        with self._guard.reading("save_checkpoint"), \
+                self.network._guard.reading("save_checkpoint"):
+            self._prepare_state()
+            meta = {
+                "config": self.get_config(),
+                "schedule": [type(self.schedule).__name__, self.schedule.get_config(),
+                             self.schedule.get_state()],
+                "epoch": self.epoch,
+                "updates": self._updates,
+                "state_owner": self._state_owner,
+                "rng": self._rng.bit_generator.state,
+                "history": self.history,
+            }
+            arrays = {
+                "format": np.array(CHECKPOINT_FORMAT),
+                "format_version": np.array(CHECKPOINT_VERSION, dtype=np.int64),
+                "meta": np.array(json.dumps(meta)),
+                "state1": self._state1,
+                "state2": self._state2,
+            }
+            arrays.update(self.network._to_arrays(prefix="network_"))
+            _atomic_savez(path, arrays)
 
     @classmethod
     def load_checkpoint(cls, path):
@@ -602,8 +621,8 @@ class Trainer:
             name, schedule_config, schedule_state = meta["schedule"]
             config["schedule"] = schedule_from_config(name, schedule_config, schedule_state)
             trainer = cls(network, **config)
-            trainer.epoch = int(meta["epoch"])
-            trainer._updates = int(meta["updates"])
+            trainer.epoch = _count(meta["epoch"], "epoch")
+            trainer._updates = _count(meta["updates"], "updates")
             owner = meta["state_owner"]
             if owner is not None and owner not in _kernels.OPTIMIZER_CODES:
                 raise ValueError(f"unknown optimizer {owner!r}")
@@ -628,17 +647,21 @@ class Trainer:
             raise ValueError(f"{source!r} is not a valid fastbp checkpoint: {exc}") from None
         return trainer
 
-    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate):
+    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate, validate=None):
         """Run the epoch kernel and account for how it ended.
 
-        Normal end: returns (sum of m_B J_B, correct predictions). NaN or inf
-        in the loss or parameters: restores the parameters and optimizer
+        Normal end: returns (sum of m_B J_B, correct predictions, metrics),
+        where metrics is what `validate()` returns after the epoch, or None
+        without `validate`. NaN or inf in the loss, the parameters or the
+        metrics: restores the parameters and optimizer
         state from before the epoch, then raises DivergenceError (or, with
         on_divergence="warn", warns and returns (None, None)). Interrupted
         (KeyboardInterrupt between two batches): keeps the parameters of the
         last completed batch, counts its updates, and re-raises.
         """
         net = self.network
+        # a batch never holds more rows than the data (nor the work more room)
+        batch_size = min(int(batch_size), max(X.shape[0], 1))
         self._prepare_state()
         saved = [net._params.copy(), self._state1.copy(), self._state2.copy(), self._updates]
         progress = np.zeros(3)
@@ -662,18 +685,25 @@ class Trainer:
             raise
         self._updates += int(progress[0])
         if np.isfinite(total) and np.isfinite(net._params).all():
-            return total, n_correct
+            if validate is None:
+                return total, n_correct, None
+            # finite weights can still overflow the outputs: a NaN or infinite
+            # validation loss right after the epoch is divergence too
+            with np.errstate(over="ignore", invalid="ignore"):
+                metrics = validate()
+            if all(np.isfinite(value) for value in metrics.values()):
+                return total, n_correct, metrics
         self._restore(saved)
         message = (
-            f"training diverged in {what}: the loss or parameters became NaN or "
-            f"infinite. The parameters from before it were restored. Try decreasing "
+            f"training diverged in {what}: the loss, validation loss or parameters became "
+            f"NaN or infinite. The parameters from before it were restored. Try decreasing "
             f"the learning rate (now {learning_rate}), scaling the inputs, or "
             f"using loss='cross_entropy' with a softmax or sigmoid output."
         )
         if self.on_divergence == "warn":
             warnings.warn(message, RuntimeWarning, stacklevel=4)
             self.stop_training = True
-            return None, None
+            return None, None, None
         raise DivergenceError(message)
 
     def _restore(self, saved):
@@ -690,7 +720,7 @@ class Trainer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._guard = _UsageGuard()
+        self._guard = _UsageGuard("Trainer")
 
     _extra_defaults = {"l1": 0.0, "nesterov": False, "weight_decay": None, "rho": 0.9,
                        "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
