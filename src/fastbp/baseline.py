@@ -14,9 +14,11 @@ rows, A^0 = X of shape (m, n_0), and
 with f a hidden activation and g = f_L the output function. The objective on
 a batch of m samples is
 
-    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2
+    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1
 
-and biases are never regularized.
+and biases are never regularized. `train_epoch` implements the optimizers of
+`fastbp.Trainer` (sgd with momentum or Nesterov momentum, rmsprop, adam,
+adamw) from their published update rules.
 
 Every computation stays in the parameters' dtype: X, Y and the scalar
 hyperparameters are cast to it, so float32 is never upcast to float64.
@@ -33,6 +35,7 @@ __all__ = [
     "ACTIVATIONS",
     "OUTPUTS",
     "LOSSES",
+    "OPTIMIZERS",
     "forward",
     "loss",
     "loss_and_gradients",
@@ -42,6 +45,7 @@ __all__ = [
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")  # hidden layers
 OUTPUTS = ("sigmoid", "softmax", "identity")
 LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 
 
 # --------------------------------------------------------------------------
@@ -167,10 +171,13 @@ def _costs(A_out, Z_out, Y, output, loss_name):
     return np.sum(Y * _softplus(-Z_out) + (1 - Y) * _softplus(Z_out), axis=1)
 
 
-def _objective(weights, costs, l2):
-    """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2."""
+def _objective(weights, costs, l2, l1=0.0):
+    """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1."""
     penalty = sum(np.sum(W * W) for W in weights)
-    return costs.mean() + (l2 / 2) * penalty
+    J = costs.mean() + (l2 / 2) * penalty
+    if l1:
+        J = J + l1 * sum(np.sum(np.abs(W)) for W in weights)
+    return J
 
 
 def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
@@ -204,11 +211,11 @@ def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
 
 
 def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
-         loss="mse", l2=0.0):
+         loss="mse", l2=0.0, l1=0.0):
     """Objective J on the batch (X, Y).
 
-    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2, with C the per-sample
-    cost (mse: 1/2 ||a - y||^2; cross_entropy: -sum y log a for a softmax
+    J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1,
+    with C the per-sample cost (mse: 1/2 ||a - y||^2; cross_entropy: -sum y log a for a softmax
     output, -sum [y log a + (1 - y) log(1 - a)] for a sigmoid output).
 
     Parameters
@@ -230,6 +237,8 @@ def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
         softmax output.
     l2 : float >= 0
         L2 penalty lambda on the weights (not the biases).
+    l1 : float >= 0
+        L1 penalty on the weights (not the biases).
 
     Returns
     -------
@@ -244,7 +253,7 @@ def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
     with np.errstate(under="ignore"):
         activations, Z_out = _forward(weights, biases, X, hidden, output)
         costs = _costs(activations[-1], Z_out, Y, output, loss_name)
-        return float(_objective(weights, costs, dtype.type(l2)))
+        return float(_objective(weights, costs, dtype.type(l2), dtype.type(l1)))
 
 
 def _output_delta(A_out, Y, output, loss_name):
@@ -262,7 +271,7 @@ def _output_delta(A_out, Y, output, loss_name):
 
 
 def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
-                       output="sigmoid", loss="mse", l2=0.0):
+                       output="sigmoid", loss="mse", l2=0.0, l1=0.0):
     """Objective J on the batch (X, Y) and its gradients, by backpropagation.
 
     Parameters
@@ -283,6 +292,8 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
         Per-sample cost, one of ``LOSSES``.
     l2 : float >= 0
         L2 penalty lambda on the weights (not the biases).
+    l1 : float >= 0
+        L1 penalty on the weights; its subgradient is l1 sign(W) (0 at 0).
 
     Returns
     -------
@@ -300,12 +311,13 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
     dtype = weights[0].dtype
     X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
     l2 = dtype.type(l2)
+    l1 = dtype.type(l1)
     m = X.shape[0]
 
     with np.errstate(under="ignore"):
         activations, Z_out = _forward(weights, biases, X, hidden, output)
         costs = _costs(activations[-1], Z_out, Y, output, loss_name)
-        J = float(_objective(weights, costs, l2))
+        J = float(_objective(weights, costs, l2, l1))
 
         grad_weights = [None] * n_layers
         grad_biases = [None] * n_layers
@@ -314,6 +326,9 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
         for i in range(n_layers - 1, -1, -1):
             # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} + l2 W^l
             grad_weights[i] = (delta.T @ activations[i]) / m + l2 * weights[i]
+            if l1:
+                # + l1 sign(W^l), the subgradient of l1 |W^l|_1
+                grad_weights[i] += l1 * np.sign(weights[i])
             # dJ/db^l = (1/m) sum over rows of delta^l
             grad_biases[i] = delta.sum(axis=0) / m
             if i > 0:
@@ -325,24 +340,88 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
 
 
 # --------------------------------------------------------------------------
-# One epoch of mini-batch SGD
+# One epoch of mini-batch gradient descent
 # --------------------------------------------------------------------------
+
+# The state lists each optimizer keeps in `state`, every one holding 2L arrays
+# [W^1, ..., W^L, b^1, ..., b^L]-shaped like `velocities`.
+_STATE_NAMES = {
+    "sgd": ("velocity",),
+    "rmsprop": ("square_average",),
+    "adam": ("first_moment", "second_moment"),
+    "adamw": ("first_moment", "second_moment"),
+}
+
+
+def _check_optimizer_arguments(optimizer, momentum, nesterov, l1, weight_decay, rho,
+                               beta1, beta2, epsilon, velocities, state):
+    """ValueError naming the first bad optimizer argument; changes nothing."""
+    _check_option("optimizer", optimizer, OPTIMIZERS)
+    checks = [
+        ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
+        ("l1", l1, l1 >= 0, ">= 0"),
+        ("weight_decay", weight_decay, weight_decay is None or weight_decay >= 0,
+         "None or >= 0"),
+        ("rho", rho, 0 <= rho < 1, "in [0, 1)"),
+        ("beta1", beta1, 0 <= beta1 < 1, "in [0, 1)"),
+        ("beta2", beta2, 0 <= beta2 < 1, "in [0, 1)"),
+        ("epsilon", epsilon, epsilon > 0, "> 0"),
+    ]
+    for name, value, valid, expected in checks:
+        if not valid:
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if momentum > 0 and optimizer != "sgd":
+        raise ValueError(f"momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
+                         f"with optimizer={optimizer!r}")
+    if nesterov not in (True, False):
+        raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
+    if state is not None and not isinstance(state, dict):
+        raise ValueError(f"state must be a dict or None, got {type(state).__name__}")
+    if state is not None and velocities is not None:
+        raise ValueError("give velocities or state, not both")
+
+
+def _optimizer_state(state, optimizer, names, parameters):
+    """The state lists `names` of `optimizer` in `state`, created (zeros) when missing.
+
+    State belongs to one optimizer: a dict last used by another one is
+    started afresh, step count included.
+    """
+    if state.get("optimizer") != optimizer:
+        state.clear()
+        state.update(optimizer=optimizer, step=0)
+    for name in names:
+        if name not in state:
+            state[name] = [np.zeros_like(p) for p in parameters]
+    return [state[name] for name in names]
 
 
 def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid",
                 loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
-                momentum=0.0, velocities=None, order=None):
-    """One epoch of mini-batch SGD, updating the parameters in place.
+                momentum=0.0, velocities=None, order=None, optimizer="sgd",
+                nesterov=False, l1=0.0, weight_decay=None, rho=0.9, beta1=0.9,
+                beta2=0.999, epsilon=1e-8, state=None):
+    """One epoch of mini-batch gradient descent, updating the parameters in place.
 
     The batches are X[order][0:b], X[order][b:2b], ... (b = batch_size), the
     last one possibly shorter. Each batch's J and gradients are taken at the
-    parameters before that batch's update. With ``momentum == 0``:
+    parameters before that batch's update. With g = dJ/dW = data gradient
+    + l2 W + l1 sign(W) for weights and the data gradient alone for biases,
+    eta the learning rate and t the update count (1 for the first update):
 
-        W <- W - eta dJ/dW   (dJ/dW includes l2 W),   b <- b - eta dJ/db
+    - ``sgd``: ``W <- W - eta g``; with momentum mu > 0 (heavy ball, each
+      parameter its own velocity) ``v <- mu v - eta g; W <- W + v``, or with
+      ``nesterov=True`` ``W <- W + mu v - eta g`` (v already updated);
+    - ``rmsprop``: ``s <- rho s + (1 - rho) g^2; W <- W - eta g / (sqrt(s) + eps)``;
+    - ``adam``: ``m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2;
+      W <- W - eta mhat / (sqrt(vhat) + eps)``, ``mhat = m / (1 - beta1^t)``,
+      ``vhat = v / (1 - beta2^t)``;
+    - ``adamw``: adam with decoupled weight decay 0.01 by default.
 
-    and with momentum mu > 0 (heavy ball, each parameter its own velocity):
-
-        v_W <- mu v_W - eta dJ/dW,   W <- W + v_W
+    A decoupled weight decay wd > 0 (any optimizer) scales the weights, not
+    the biases, before adding the optimizer's step: ``W <- W (1 - eta wd) + step``.
 
     Parameters
     ----------
@@ -363,31 +442,72 @@ def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid"
     l2 : float >= 0
         L2 penalty lambda on the weights.
     momentum : float in [0, 1)
-        mu; 0 is plain SGD.
+        mu of ``sgd``; 0 is plain SGD.
     velocities : list of 2L ndarrays, optional
         [v_W1, ..., v_WL, v_b1, ..., v_bL], shapes matching the parameters,
         updated in place when ``momentum > 0``. None starts from zeros
-        (allocated locally and discarded).
+        (allocated locally and discarded) unless `state` is given.
     order : ndarray of shape (n_samples,) of int, optional
         The permutation of the samples for this epoch; None is 0..n-1.
+    optimizer : {'sgd', 'rmsprop', 'adam', 'adamw'}
+        The update rule.
+    nesterov : bool
+        Nesterov momentum (``sgd`` with momentum > 0 only).
+    l1 : float >= 0
+        L1 penalty on the weights, subgradient l1 sign(W).
+    weight_decay : float >= 0 or None
+        Decoupled weight decay; None means 0.01 for ``adamw``, else 0.
+    rho : float in [0, 1)
+        RMSprop's decay.
+    beta1, beta2 : float in [0, 1)
+        Adam's moment decays.
+    epsilon : float > 0
+        RMSprop's and Adam's guard in the denominator.
+    state : dict, optional
+        The optimizer state, updated in place so that successive epochs
+        continue: ``optimizer`` (name), ``step`` (updates made, t) and the
+        rule's lists of 2L arrays shaped like `velocities` (``velocity``;
+        ``square_average``; ``first_moment`` and ``second_moment``). An empty
+        dict, or one left by another optimizer, starts from zeros. None
+        keeps the state for this epoch only. Not together with `velocities`.
 
     Returns
     -------
     mean_loss : float
         sum over batches of m_B J_B, divided by n_samples.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is changed.
     """
     n_layers = len(weights)
     _hidden_activations(activation, n_layers)
     _check_output_and_loss(output, loss)
+    _check_optimizer_arguments(optimizer, momentum, nesterov, l1, weight_decay, rho,
+                               beta1, beta2, epsilon, velocities, state)
+    if weight_decay is None:
+        weight_decay = 0.01 if optimizer == "adamw" else 0.0
     dtype = weights[0].dtype
     X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
-    learning_rate = dtype.type(learning_rate)
-    momentum = dtype.type(momentum)
+    eta = dtype.type(learning_rate)
+    mu = dtype.type(momentum)
     n_samples = X.shape[0]
     if order is not None:
         X, Y = X[order], Y[order]
-    if momentum > 0 and velocities is None:
-        velocities = [np.zeros_like(W) for W in weights] + [np.zeros_like(b) for b in biases]
+    parameters = list(weights) + list(biases)
+    if state is None:
+        state = {}
+    if velocities is not None:
+        state.update(optimizer="sgd", step=0, velocity=velocities)
+    plain = optimizer == "sgd" and mu == 0
+    moments = _optimizer_state(state, optimizer, () if plain else _STATE_NAMES[optimizer],
+                               parameters)
+    # the weights' decoupled decay factor (1 - eta wd); biases keep 1
+    keep = dtype.type(1 - learning_rate * weight_decay)
+    # Adam's bias corrections 1 - beta^t are taken in double precision
+    decay1, decay2 = float(beta1), float(beta2)
+    rho, beta1, beta2, epsilon = (dtype.type(v) for v in (rho, beta1, beta2, epsilon))
 
     total = 0.0
     for start in range(0, n_samples, batch_size):
@@ -395,19 +515,41 @@ def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid"
         Y_batch = Y[start:start + batch_size]
         J, grad_weights, grad_biases = loss_and_gradients(
             weights, biases, X_batch, Y_batch, activation=activation,
-            output=output, loss=loss, l2=l2,
+            output=output, loss=loss, l2=l2, l1=l1,
         )
         total += X_batch.shape[0] * J
-        parameters = list(weights) + list(biases)
+        state["step"] += 1
+        t = state["step"]
         gradients = grad_weights + grad_biases
-        if momentum > 0:
-            for parameter, gradient, velocity in zip(parameters, gradients, velocities):
-                # v <- mu v - eta dJ/dtheta;  theta <- theta + v
-                velocity *= momentum
-                velocity -= learning_rate * gradient
-                parameter += velocity
-        else:
-            for parameter, gradient in zip(parameters, gradients):
-                # theta <- theta - eta dJ/dtheta
-                parameter -= learning_rate * gradient
+        for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
+            if plain:
+                # theta <- theta - eta g
+                step = -eta * gradient
+            elif optimizer == "sgd":
+                # v <- mu v - eta g;  theta <- theta + v  (Nesterov: + mu v - eta g)
+                velocity = moments[0][index]
+                velocity *= mu
+                velocity -= eta * gradient
+                step = mu * velocity - eta * gradient if nesterov else velocity
+            elif optimizer == "rmsprop":
+                # s <- rho s + (1 - rho) g^2;  theta <- theta - eta g / (sqrt(s) + eps)
+                average = moments[0][index]
+                average *= rho
+                average += (1 - rho) * gradient * gradient
+                step = -eta * gradient / (np.sqrt(average) + epsilon)
+            else:
+                # m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2
+                first, second = moments[0][index], moments[1][index]
+                first *= beta1
+                first += (1 - beta1) * gradient
+                second *= beta2
+                second += (1 - beta2) * gradient * gradient
+                # theta <- theta - eta mhat / (sqrt(vhat) + eps)
+                first_hat = first / dtype.type(1 - decay1 ** t)
+                second_hat = second / dtype.type(1 - decay2 ** t)
+                step = -eta * first_hat / (np.sqrt(second_hat) + epsilon)
+            if index < n_layers and weight_decay:
+                # decoupled decay, weights only: W <- W (1 - eta wd) + step
+                parameter *= keep
+            parameter += step
     return total / n_samples
