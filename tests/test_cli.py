@@ -5,10 +5,8 @@ import re
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
-
-from fastbp import Network  # noqa: E402
-from fastbp.__main__ import main  # noqa: E402
+from fastbp import Network
+from fastbp.__main__ import main
 
 FAST = ["--epochs", "2", "--hidden", "12"]
 

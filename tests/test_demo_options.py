@@ -6,9 +6,7 @@ import sys
 
 import pytest
 
-pytest.importorskip("sklearn")
-
-from fastbp.__main__ import main  # noqa: E402
+from fastbp.__main__ import main
 
 ROW = re.compile(r"^\s*(\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)%\s+(\d+\.\d+)\s+(\d+\.\d+)%")
 WATCHED_ROW = re.compile(ROW.pattern + r"\s+(\d+\.\d+)\s+(\d+\.\d+)%\s+(\S+)\s*$")
@@ -174,7 +172,6 @@ def test_learning_curve_with_another_optimizer(capsys):
 
 
 def test_plot_writes_a_png(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "curve.png"
     out, _ = run(capsys, CURVE + ["--plot", str(path)])
     assert f"wrote the learning curves to {path}" in out

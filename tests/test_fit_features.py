@@ -534,7 +534,6 @@ def test_verbose_2_prints_one_line_per_epoch(capfd):
 
 
 def test_verbose_1_renders_a_progress_bar_on_stderr(capfd):
-    pytest.importorskip("tqdm")
     make_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=1)
     out, err = capfd.readouterr()
     assert out == ""

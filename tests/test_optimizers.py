@@ -445,8 +445,8 @@ class _StopAt:
 
 
 def test_adam_and_momentum_reach_95_percent_on_digits_in_fewer_epochs_than_sgd():
-    datasets = pytest.importorskip("sklearn.datasets")
-    model_selection = pytest.importorskip("sklearn.model_selection")
+    from sklearn import datasets, model_selection
+
     digits = datasets.load_digits()
     data = model_selection.train_test_split(digits.data / 16.0, digits.target,
                                             test_size=0.25, stratify=digits.target,

@@ -340,8 +340,8 @@ def test_continuing_fit_equals_one_longer_fit(dtype, shuffle):
 
 @pytest.fixture(scope="module")
 def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    model_selection = pytest.importorskip("sklearn.model_selection")
+    from sklearn import datasets, model_selection
+
     data = datasets.load_digits()
     X = data.data / 16.0
     return model_selection.train_test_split(X, data.target, random_state=0,
@@ -375,7 +375,6 @@ def test_digits_mse_with_sigmoid_output_learns(digits):
 
 
 def test_demo_command_runs():
-    pytest.importorskip("sklearn")
     completed = subprocess.run(
         [sys.executable, "-m", "fastbp", "--epochs", "5"],
         capture_output=True, text=True, timeout=120,
