@@ -76,6 +76,8 @@ cdef extern from "_microkernels.h" nogil:
                   float beta, float* C)
     void fbp_dbias_sigmoid(double* z, const double* b, int m, int n)
     void fbp_sbias_sigmoid(float* z, const float* b, int m, int n)
+    void fbp_dnorms(const double* w, size_t n, double* squares, double* absolutes)
+    void fbp_snorms(const float* w, size_t n, double* squares, double* absolutes)
 
 # Batches of at most this many rows use the register-blocked kernels of
 # _microkernels.h for their two big products instead of BLAS, whose packing
@@ -351,9 +353,16 @@ cdef double _penalty(floating** W, const Py_ssize_t* sizes, Py_ssize_t n_layers,
         return 0
     for k in range(n_layers):
         w = W[k]
-        for i in range(sizes[k] * sizes[k + 1]):
-            squares += <double> w[i] * w[i]
-            absolutes += w[i] if w[i] >= 0 else -w[i]
+        if _have_avx2:
+            # vectorized, many accumulators: this runs once per batch
+            if floating is float:
+                fbp_snorms(w, sizes[k] * sizes[k + 1], &squares, &absolutes)
+            else:
+                fbp_dnorms(w, sizes[k] * sizes[k + 1], &squares, &absolutes)
+        else:
+            for i in range(sizes[k] * sizes[k + 1]):
+                squares += <double> w[i] * w[i]
+                absolutes += w[i] if w[i] >= 0 else -w[i]
     return 0.5 * l2 * squares + l1 * absolutes
 
 

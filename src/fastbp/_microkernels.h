@@ -70,82 +70,80 @@ FBP_SCALAR(float, s)
 #if FBP_X86
 
 /* Vector bodies for one element type: VT vector type, L lanes. */
-#define FBP_VECTOR(T, S, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO, HSUM)   \
+/* One register block of the nt product over the k-range [p0, p1): R rows of
+   A against C rows of W, R x C accumulators (R <= 4, C <= 3; 4 x 3 = 12 of the
+   16 vector registers, 7 loads per 12 FMAs). Always inlined with constant R
+   and C, so the arrays live in registers. Every element is summed in the same
+   order whatever block it falls in: results do not depend on m or n. */
+#define FBP_NT_BLOCK(T, S, VT, L, LOADU, FMADD, ZERO, HSUM)                    \
+__attribute__((target("avx2,fma"), always_inline))                             \
+static inline void fbp_##S##nt_block(const int R, const int C, int p0, int pv, \
+                                     int p1, int k, int n, int first,          \
+                                     const T *A, const T *W, T *Z)             \
+{                                                                              \
+    VT c[4][3];                                                                \
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                        \
+        _Pragma("GCC unroll 3") for (int q = 0; q < C; q++) c[r][q] = ZERO();  \
+    for (int p = p0; p < pv; p += L) {                                         \
+        VT x[3];                                                               \
+        _Pragma("GCC unroll 3") for (int q = 0; q < C; q++)                    \
+            x[q] = LOADU(W + (size_t)q * k + p);                               \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                  \
+            VT y = LOADU(A + (size_t)r * k + p);                               \
+            _Pragma("GCC unroll 3") for (int q = 0; q < C; q++)                \
+                c[r][q] = FMADD(y, x[q], c[r][q]);                             \
+        }                                                                      \
+    }                                                                          \
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                        \
+        _Pragma("GCC unroll 3") for (int q = 0; q < C; q++) {                  \
+            const T *a = A + (size_t)r * k, *w = W + (size_t)q * k;            \
+            T total = HSUM(c[r][q]);                                           \
+            for (int p = pv; p < p1; p++)                                      \
+                total += a[p] * w[p];                                          \
+            T *z = Z + (size_t)r * n + q;                                      \
+            *z = first ? total : *z + total;                                   \
+        }                                                                      \
+}                                                                              \
+                                                                               \
 __attribute__((target("avx2,fma")))                                            \
 static void fbp_##S##gemm_nt(int m, int n, int k, const T *A, const T *W,      \
                              T *Z)                                             \
 {                                                                              \
     /* k is cut into chunks of FBP_CHUNK_BYTES per row, so that the chunk of   \
-       A and of W stay in L1 while every register block passes over them;     \
-       within a chunk: 4 rows of A x 2 rows of W = 8 accumulators, 6 loads    \
-       per 8 FMAs. Partial sums go through Z between chunks. */               \
+       A and of W stay in L1 while every register block passes over them.    \
+       Partial sums go through Z between chunks. */                           \
     const int chunk = FBP_CHUNK_BYTES / (int)sizeof(T);                        \
     for (int p0 = 0; p0 < k; p0 += chunk) {                                    \
         int p1 = p0 + chunk < k ? p0 + chunk : k;                              \
-        int pv = p0 + (p1 - p0) - (p1 - p0) % L, i, j;                         \
-        int first = p0 == 0;                                                   \
-        for (j = 0; j + 2 <= n; j += 2) {                                      \
-            const T *w0 = W + (size_t)j * k, *w1 = w0 + k;                     \
-            for (i = 0; i + 4 <= m; i += 4) {                                  \
-                const T *a0 = A + (size_t)i * k, *a1 = a0 + k, *a2 = a1 + k,   \
-                        *a3 = a2 + k;                                          \
-                VT c00 = ZERO(), c01 = ZERO(), c10 = ZERO(), c11 = ZERO(),     \
-                   c20 = ZERO(), c21 = ZERO(), c30 = ZERO(), c31 = ZERO();     \
-                for (int p = p0; p < pv; p += L) {                             \
-                    VT x0 = LOADU(w0 + p), x1 = LOADU(w1 + p), y;              \
-                    y = LOADU(a0 + p); c00 = FMADD(y, x0, c00); c01 = FMADD(y, x1, c01); \
-                    y = LOADU(a1 + p); c10 = FMADD(y, x0, c10); c11 = FMADD(y, x1, c11); \
-                    y = LOADU(a2 + p); c20 = FMADD(y, x0, c20); c21 = FMADD(y, x1, c21); \
-                    y = LOADU(a3 + p); c30 = FMADD(y, x0, c30); c31 = FMADD(y, x1, c31); \
-                }                                                              \
-                T s[8] = {HSUM(c00), HSUM(c01), HSUM(c10), HSUM(c11),          \
-                          HSUM(c20), HSUM(c21), HSUM(c30), HSUM(c31)};         \
-                for (int p = pv; p < p1; p++) {                                \
-                    s[0] += a0[p] * w0[p]; s[1] += a0[p] * w1[p];              \
-                    s[2] += a1[p] * w0[p]; s[3] += a1[p] * w1[p];              \
-                    s[4] += a2[p] * w0[p]; s[5] += a2[p] * w1[p];              \
-                    s[6] += a3[p] * w0[p]; s[7] += a3[p] * w1[p];              \
-                }                                                              \
-                for (int r = 0; r < 4; r++) {                                  \
-                    T *z = Z + (size_t)(i + r) * n + j;                        \
-                    z[0] = first ? s[2 * r] : z[0] + s[2 * r];                 \
-                    z[1] = first ? s[2 * r + 1] : z[1] + s[2 * r + 1];         \
-                }                                                              \
-            }                                                                  \
-            for (; i < m; i++) {                                               \
-                const T *a0 = A + (size_t)i * k;                               \
-                VT c00 = ZERO(), c01 = ZERO();                                 \
-                for (int p = p0; p < pv; p += L) {                             \
-                    VT y = LOADU(a0 + p);                                      \
-                    c00 = FMADD(y, LOADU(w0 + p), c00);                        \
-                    c01 = FMADD(y, LOADU(w1 + p), c01);                        \
-                }                                                              \
-                T s0 = HSUM(c00), s1 = HSUM(c01);                              \
-                for (int p = pv; p < p1; p++) {                                \
-                    s0 += a0[p] * w0[p]; s1 += a0[p] * w1[p];                  \
-                }                                                              \
+        int pv = p1 - (p1 - p0) % L, first = p0 == 0;                          \
+        for (int j = 0; j < n; j += 3) {                                       \
+            int cols = n - j < 3 ? n - j : 3;                                  \
+            const T *w = W + (size_t)j * k;                                    \
+            for (int i = 0; i < m; i += 4) {                                   \
+                int rows = m - i < 4 ? m - i : 4;                              \
+                const T *a = A + (size_t)i * k;                                \
                 T *z = Z + (size_t)i * n + j;                                  \
-                z[0] = first ? s0 : z[0] + s0;                                 \
-                z[1] = first ? s1 : z[1] + s1;                                 \
-            }                                                                  \
-        }                                                                      \
-        for (; j < n; j++) {                                                   \
-            const T *w0 = W + (size_t)j * k;                                   \
-            for (i = 0; i < m; i++) {                                          \
-                const T *a0 = A + (size_t)i * k;                               \
-                VT c00 = ZERO();                                               \
-                for (int p = p0; p < pv; p += L)                               \
-                    c00 = FMADD(LOADU(a0 + p), LOADU(w0 + p), c00);            \
-                T s0 = HSUM(c00);                                              \
-                for (int p = pv; p < p1; p++)                                  \
-                    s0 += a0[p] * w0[p];                                       \
-                T *z = Z + (size_t)i * n + j;                                  \
-                z[0] = first ? s0 : z[0] + s0;                                 \
+                switch (rows * 4 + cols) {                                     \
+                case 4 * 4 + 3: fbp_##S##nt_block(4, 3, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 4 * 4 + 2: fbp_##S##nt_block(4, 2, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 4 * 4 + 1: fbp_##S##nt_block(4, 1, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 3 * 4 + 3: fbp_##S##nt_block(3, 3, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 3 * 4 + 2: fbp_##S##nt_block(3, 2, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 3 * 4 + 1: fbp_##S##nt_block(3, 1, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 2 * 4 + 3: fbp_##S##nt_block(2, 3, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 2 * 4 + 2: fbp_##S##nt_block(2, 2, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 2 * 4 + 1: fbp_##S##nt_block(2, 1, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 1 * 4 + 3: fbp_##S##nt_block(1, 3, p0, pv, p1, k, n, first, a, w, z); break; \
+                case 1 * 4 + 2: fbp_##S##nt_block(1, 2, p0, pv, p1, k, n, first, a, w, z); break; \
+                default:        fbp_##S##nt_block(1, 1, p0, pv, p1, k, n, first, a, w, z); break; \
+                }                                                              \
             }                                                                  \
         }                                                                      \
     }                                                                          \
-}                                                                              \
-                                                                               \
+}
+
+/* The small-batch update product, for one element type: VT vector type, L lanes. */
+#define FBP_VECTOR(T, S, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)         \
 __attribute__((target("avx2,fma")))                                            \
 static void fbp_##S##ger(int rows, int cols, int m, const T *P, const T *A,    \
                          T beta, T *C)                                         \
@@ -224,12 +222,14 @@ static inline float fbp_hsum_ps(__m256 v)
     return _mm_cvtss_f32(_mm_add_ss(low, _mm_shuffle_ps(low, low, 0x55)));
 }
 
+FBP_NT_BLOCK(double, d, __m256d, 4, _mm256_loadu_pd, _mm256_fmadd_pd,
+             _mm256_setzero_pd, fbp_hsum_pd)
+FBP_NT_BLOCK(float, s, __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps,
+             _mm256_setzero_ps, fbp_hsum_ps)
 FBP_VECTOR(double, d, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
-           _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd,
-           fbp_hsum_pd)
+           _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd)
 FBP_VECTOR(float, s, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
-           _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
-           fbp_hsum_ps)
+           _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps)
 
 /* exp for x <= 0 (all that the sigmoid needs), lane-wise: x = k ln2 + r with
    |r| <= ln2/2, exp(r) by its Taylor series to the term below half an ulp,
@@ -343,6 +343,55 @@ FBP_SIGMOID(float, s, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
             _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps, _, FBP_CMPGE_PS,
             _mm256_blendv_ps, fbp_exp_neg_ps, expf)
 
+/* Sums of w^2 and of |w| over n values, in double, for the L2 and L1 terms
+   of J: 8 independent accumulators per sum (the scalar chain was latency
+   bound), then one fixed reduction order. */
+__attribute__((target("avx2,fma")))
+static void fbp_dnorms(const double *w, size_t n, double *squares, double *absolutes)
+{
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d x = _mm256_loadu_pd(w + i), y = _mm256_loadu_pd(w + i + 4);
+        s0 = _mm256_fmadd_pd(x, x, s0);
+        s1 = _mm256_fmadd_pd(y, y, s1);
+        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));
+        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));
+    }
+    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1)), ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));
+    for (; i < n; i++) {
+        sq += w[i] * w[i];
+        ab += fabs(w[i]);
+    }
+    *squares += sq;
+    *absolutes += ab;
+}
+
+__attribute__((target("avx2,fma")))
+static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
+{
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(w + i);
+        __m256d x = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        __m256d y = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        s0 = _mm256_fmadd_pd(x, x, s0);
+        s1 = _mm256_fmadd_pd(y, y, s1);
+        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));
+        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));
+    }
+    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1)), ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));
+    for (; i < n; i++) {
+        sq += (double)w[i] * w[i];
+        ab += fabs((double)w[i]);
+    }
+    *squares += sq;
+    *absolutes += ab;
+}
+
 #else  /* not x86: never called (fbp_have_avx2() is 0), defined for linking */
 
 static void fbp_dgemm_nt(int m, int n, int k, const double *A, const double *W, double *Z)
@@ -354,6 +403,10 @@ static void fbp_dger(int rows, int cols, int m, const double *P, const double *A
 static void fbp_sger(int rows, int cols, int m, const float *P, const float *A, float beta, float *C)
 { fbp_sger_edge(0, rows, 0, cols, m, cols, P, A, beta, C); }
 static void fbp_dbias_sigmoid(double *z, const double *b, int m, int n) { (void)z; (void)b; (void)m; (void)n; }
+static void fbp_dnorms(const double *w, size_t n, double *squares, double *absolutes)
+{ for (size_t i = 0; i < n; i++) { *squares += w[i] * w[i]; *absolutes += fabs(w[i]); } }
+static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
+{ for (size_t i = 0; i < n; i++) { *squares += (double)w[i] * w[i]; *absolutes += fabs((double)w[i]); } }
 static void fbp_sbias_sigmoid(float *z, const float *b, int m, int n) { (void)z; (void)b; (void)m; (void)n; }
 
 #endif
