@@ -338,3 +338,19 @@ def test_raw_loss_and_gradients_kernel_and_its_buffer_check(dtype):
     with pytest.raises(ValueError, match="grads"):
         _kernels.loss_and_gradients(params, grads[:-1].copy(), sizes, codes, loss_code, X, Y,
                                     work, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", [1, 7, 31, 32, 33, 100_000])
+def test_all_finite_finds_every_non_finite_value_wherever_it_is(dtype, size):
+    info = np.finfo(dtype)
+    values = np.random.default_rng(size).uniform(-1, 1, size).astype(dtype)
+    values[::3] = info.max                     # huge but finite; sums would overflow
+    values[1::5] = info.smallest_subnormal
+    assert _kernels.all_finite(values)
+    for position in sorted({0, size // 2, size - 1}):
+        for bad in (np.nan, np.inf, -np.inf):
+            spoiled = values.copy()
+            spoiled[position] = bad
+            assert not _kernels.all_finite(spoiled), (position, bad)
+    assert _kernels.all_finite(values[:0])

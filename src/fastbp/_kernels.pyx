@@ -78,6 +78,8 @@ cdef extern from "_microkernels.h" nogil:
     void fbp_sbias_sigmoid(float* z, const float* b, int m, int n)
     void fbp_dnorms(const double* w, size_t n, double* squares, double* absolutes)
     void fbp_snorms(const float* w, size_t n, double* squares, double* absolutes)
+    int fbp_dall_finite(const double* x, size_t n)
+    int fbp_sall_finite(const float* x, size_t n)
 
 # Batches of at most this many rows use the register-blocked kernels of
 # _microkernels.h for their two big products instead of BLAS, whose packing
@@ -520,6 +522,31 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
 
 
 # ------------------------------------------------------------- buffers & checks
+
+def all_finite(const floating[::1] values):
+    """True when no value is NaN or infinite: one GIL-free, memory-bound pass."""
+    cdef int result = 1
+    cdef Py_ssize_t n = values.shape[0]
+    if n == 0:
+        return True
+    with nogil:
+        if _have_avx2:
+            if floating is float:
+                result = fbp_sall_finite(&values[0], n)
+            else:
+                result = fbp_dall_finite(&values[0], n)
+        else:
+            result = _scalar_all_finite(&values[0], n)
+    return result != 0
+
+
+cdef int _scalar_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] * 0 != 0:
+            return 0
+    return 1
+
 
 def parameter_count(const Py_ssize_t[::1] sizes):
     """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...].

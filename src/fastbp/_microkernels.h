@@ -392,6 +392,39 @@ static void fbp_snorms(const float *w, size_t n, double *squares, double *absolu
     *absolutes += ab;
 }
 
+/* 1 when all n values are finite. x * 0 is 0 for finite x and NaN for NaN or
+   infinity; NaN survives the additions. One pass, memory bound, checked
+   every 64 KiB so that a NaN early in a large array ends it early. */
+#define FBP_FINITE(T, S, VT, L, LOADU, MUL, ADD, ZERO, HSUM)                   \
+__attribute__((target("avx2,fma")))                                            \
+static int fbp_##S##all_finite(const T *x, size_t n)                           \
+{                                                                              \
+    const size_t block = 65536 / sizeof(T);                                    \
+    const VT zero = ZERO();                                                    \
+    size_t i = 0;                                                              \
+    while (i + 4 * L <= n) {                                                   \
+        size_t stop = i + block < n ? i + block : n;                           \
+        VT a0 = zero, a1 = zero, a2 = zero, a3 = zero;                         \
+        for (; i + 4 * L <= stop; i += 4 * L) {                                \
+            a0 = ADD(a0, MUL(LOADU(x + i), zero));                             \
+            a1 = ADD(a1, MUL(LOADU(x + i + L), zero));                         \
+            a2 = ADD(a2, MUL(LOADU(x + i + 2 * L), zero));                     \
+            a3 = ADD(a3, MUL(LOADU(x + i + 3 * L), zero));                     \
+        }                                                                      \
+        if (HSUM(ADD(ADD(a0, a1), ADD(a2, a3))) != 0)                          \
+            return 0;                                                          \
+    }                                                                          \
+    for (; i < n; i++)                                                         \
+        if (x[i] * 0 != 0)                                                     \
+            return 0;                                                          \
+    return 1;                                                                  \
+}
+
+FBP_FINITE(double, d, __m256d, 4, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd,
+           _mm256_setzero_pd, fbp_hsum_pd)
+FBP_FINITE(float, s, __m256, 8, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps,
+           _mm256_setzero_ps, fbp_hsum_ps)
+
 #else  /* not x86: never called (fbp_have_avx2() is 0), defined for linking */
 
 static void fbp_dgemm_nt(int m, int n, int k, const double *A, const double *W, double *Z)
@@ -407,6 +440,10 @@ static void fbp_dnorms(const double *w, size_t n, double *squares, double *absol
 { for (size_t i = 0; i < n; i++) { *squares += w[i] * w[i]; *absolutes += fabs(w[i]); } }
 static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
 { for (size_t i = 0; i < n; i++) { *squares += (double)w[i] * w[i]; *absolutes += fabs((double)w[i]); } }
+static int fbp_dall_finite(const double *x, size_t n)
+{ for (size_t i = 0; i < n; i++) if (x[i] * 0 != 0) return 0; return 1; }
+static int fbp_sall_finite(const float *x, size_t n)
+{ for (size_t i = 0; i < n; i++) if (x[i] * 0 != 0) return 0; return 1; }
 static void fbp_sbias_sigmoid(float *z, const float *b, int m, int n) { (void)z; (void)b; (void)m; (void)n; }
 
 #endif

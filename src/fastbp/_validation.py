@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _kernels
+
 __all__ = [
     "Interval",
     "Options",
@@ -120,7 +122,8 @@ def check_dtype(dtype):
 def _all_finite(array):
     """True when no entry is NaN or infinite.
 
-    One summing pass settles the usual case without allocating an array of
+    C-contiguous float32/float64 data (what the kernels run on) goes through
+    the kernels' one-pass check. Otherwise one summing pass settles the usual case without allocating an array of
     the data's size, as np.isfinite(array).all() would: a finite sum means
     every entry is finite. A sum that is not finite may come from NaN or
     infinity, or from finite entries whose total overflows; min and max
@@ -128,6 +131,9 @@ def _all_finite(array):
     """
     if array.size == 0:
         return True
+    if array.dtype in (np.float64, np.float32) and array.flags.c_contiguous:
+        # the usual case: one vectorized pass, no allocation, no GIL
+        return _kernels.all_finite(array.reshape(-1))
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(array.sum()):
             return True
