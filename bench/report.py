@@ -4,7 +4,9 @@
                            [--dtypes ...] [--json PATH] [--no-torch]
     python -m bench.report --scaling      # epoch time vs samples, batch size, width
     python -m bench.report --memory       # peak RSS of a fit, allocations per step
-    python -m bench.report --all          # the three sections
+    python -m bench.report --optimizers   # one epoch per update rule, cost of each update
+    python -m bench.report --threads      # two trainers in two threads vs one alone
+    python -m bench.report --all          # all five sections
 
 Every implementation runs in this one process, interleaved (A B C A B C ...)
 after one warm-up epoch each, and the table quotes medians, so a slow spell of
@@ -26,6 +28,7 @@ import os
 import sys
 import time
 
+from .extras import DEFAULT_SAMPLES, OPTIMIZER_WORKLOADS
 from .formatting import format_table
 from .machine import format_header, machine_info
 from .runners import make_runner, torch_available
@@ -160,7 +163,8 @@ def _parser():
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="results file (default bench/results/latest.json, or "
-                             "scaling.json / memory.json for those sections alone)")
+                             "scaling.json / memory.json / optimizers.json / threads.json "
+                             "for those sections alone)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--roof-blas", choices=("scipy", "numpy"), default="scipy",
                         help="GEMMs of the roof through scipy.linalg.blas (the BLAS "
@@ -169,8 +173,17 @@ def _parser():
                         help="epoch time vs n_samples, batch size and hidden width")
     parser.add_argument("--memory", action="store_true",
                         help="peak RSS of a fit and Python-heap allocations per epoch")
+    parser.add_argument("--optimizers", action="store_true",
+                        help="one epoch of sgd, momentum, nesterov, rmsprop, adam and adamw "
+                             "(nielsen, medium), fastbp and baseline, and each update's cost "
+                             "per step (default samples: FASTBP_BENCH_SAMPLES or "
+                             f"{DEFAULT_SAMPLES})")
+    parser.add_argument("--threads", action="store_true",
+                        help="two trainers in two threads against one alone, BLAS threads as "
+                             "they are and at 1 (default samples: FASTBP_BENCH_SAMPLES or "
+                             f"{DEFAULT_SAMPLES})")
     parser.add_argument("--all", action="store_true",
-                        help="the epoch table, --scaling and --memory")
+                        help="the epoch table, --scaling, --memory, --optimizers and --threads")
     return parser
 
 
@@ -179,12 +192,12 @@ def main(argv=None):
     n_samples = args.samples if args.samples is not None else bench_samples()
     if n_samples < 1 or args.repeats < 1:
         raise SystemExit("--samples and --repeats must be >= 1")
+    # the optimizer and thread sections run many epochs each: fewer samples by default
+    extra_samples = args.samples if args.samples is not None else bench_samples(DEFAULT_SAMPLES)
     large_repeats = args.large_repeats or min(args.repeats, 3)
-    sections = ["epochs"] if args.all or not (args.scaling or args.memory) else []
-    if args.scaling or args.all:
-        sections.append("scaling")
-    if args.memory or args.all:
-        sections.append("memory")
+    extras = ("scaling", "memory", "optimizers", "threads")
+    sections = ["epochs"] if args.all or not any(getattr(args, name) for name in extras) else []
+    sections += [name for name in extras if args.all or getattr(args, name)]
     use_torch = not args.no_torch and torch_available()
     if not args.no_torch and not use_torch:
         log("PyTorch is not installed: no torch rows")
@@ -201,8 +214,12 @@ def main(argv=None):
         },
     }
     output = [f"fastbp benchmark report, {payload['date']}"] + format_header(info)
-    output.append(f"Data:     {n_samples} samples x 784 features in [0, 1), 10 classes "
-                  f"one-hot, seed 0; learning rate 0.1, shuffled batches")
+    if set(sections) <= {"optimizers", "threads"}:
+        output.append(f"Data:     {extra_samples} samples x 784 features in [0, 1), 10 classes "
+                      f"one-hot, seed 0; shuffled batches")
+    else:
+        output.append(f"Data:     {n_samples} samples x 784 features in [0, 1), 10 classes "
+                      f"one-hot, seed 0; learning rate 0.1, shuffled batches")
     if "epochs" in sections:
         output.append(f"Timing:   median of {args.repeats} rounds ({large_repeats} for large) "
                       f"after 1 warm-up, implementations interleaved in each round")
@@ -230,16 +247,29 @@ def main(argv=None):
         result, text = run_memory(args.workloads, args.dtypes, n_samples, log)
         payload["memory"] = result
         output += ["", text]
+    if "optimizers" in sections:
+        from .extras import run_optimizers
+
+        names = [name for name in args.workloads if name in OPTIMIZER_WORKLOADS]
+        result, text = run_optimizers(names, args.dtypes, extra_samples, args.repeats, log,
+                                      reference=os.path.join(RESULTS_DIR, "latest.json"))
+        payload["optimizers"] = result
+        output += ["", text]
+    if "threads" in sections:
+        from .extras import run_threads
+
+        result, text = run_threads(args.workloads, args.dtypes, extra_samples, args.repeats,
+                                   large_repeats, log)
+        payload["threads"] = result
+        output += ["", text]
     payload["report_seconds"] = time.perf_counter() - started
     output.append(f"\n(report took {payload['report_seconds']:.0f} s)")
     print("\n".join(output), flush=True)
 
     if args.json is not None:
         path = args.json
-    elif sections == ["scaling"]:
-        path = os.path.join(RESULTS_DIR, "scaling.json")
-    elif sections == ["memory"]:
-        path = os.path.join(RESULTS_DIR, "memory.json")
+    elif len(sections) == 1 and sections != ["epochs"]:
+        path = os.path.join(RESULTS_DIR, f"{sections[0]}.json")
     else:
         path = os.path.join(RESULTS_DIR, "latest.json")
     _write_json(path, payload)
