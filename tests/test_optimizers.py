@@ -410,6 +410,34 @@ def test_two_adam_fits_equal_one_fit_bit_for_bit():
     assert two.epoch == 5 and two.history["loss"] == history["loss"]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_adaptive_moments_skip_the_subnormal_range_and_the_caller_keeps_its_float_mode(
+        optimizer):
+    # Feature 0 is non-zero in the first sample only: afterwards the gradient
+    # of every weight it feeds is exactly 0, and those moments decay by beta1
+    # (Adam's m) or rho (RMSprop's s) each step. In float32 that takes them
+    # through the subnormal range (below 1.2e-38) from about step 750 (both
+    # are near 1e-40 after 800 steps without the flush), where arithmetic is
+    # many times slower; the update pass flushes them to 0 instead.
+    rho = 0.9                                        # RMSprop's s then decays like m
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(800, 4)).astype(np.float32)
+    X[1:, 0] = 0
+    labels = rng.integers(0, 3, size=800)
+    net = make_network([4, 3, 3], output="softmax", dtype=np.float32, seed=1)
+    trainer = Trainer(net, loss="cross_entropy", optimizer=optimizer, learning_rate=0.01,
+                      batch_size=1, shuffle=False, seed=0,
+                      **({"rho": rho} if optimizer == "rmsprop" else {}))
+    trainer.fit(X, labels, epochs=1)
+    decayed = trainer._state1[:12].reshape(3, 4)[:, 0]     # W^1[:, 0] in the flat layout
+    np.testing.assert_array_equal(decayed, 0)
+    tiny = np.finfo(np.float32).tiny
+    for state in (trainer._state1, trainer._state2):
+        assert not np.any((state != 0) & (np.abs(state) < tiny))
+    # the thread's own floating-point mode is restored: subnormals still exist here
+    assert np.float32(1e-38) * np.float32(0.01) != 0
+
+
 # --------------------------------------------------------------------------
 # Digits: epochs to 95 % validation accuracy
 # --------------------------------------------------------------------------

@@ -80,6 +80,8 @@ cdef extern from "_microkernels.h" nogil:
     void fbp_snorms(const float* w, size_t n, double* squares, double* absolutes)
     int fbp_dall_finite(const double* x, size_t n)
     int fbp_sall_finite(const float* x, size_t n)
+    unsigned fbp_flush_denormals()
+    void fbp_restore_csr(unsigned old)
 
 # Batches of at most this many rows use the register-blocked kernels of
 # _microkernels.h for their two big products instead of BLAS, whose packing
@@ -142,7 +144,11 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 
 cdef inline floating _sign(floating x) noexcept nogil:
-    return (x > 0) - (x < 0)
+    # selects of floating constants, not (x > 0) - (x < 0): an int result
+    # would stop the float64 update loops from vectorizing
+    cdef floating positive = 1 if x > 0 else 0
+    cdef floating negative = 1 if x < 0 else 0
+    return positive - negative
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
@@ -463,6 +469,7 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
     W^k, so the recursion always sees the parameters of the forward pass.
     """
     cdef Py_ssize_t k, i, j, n_in, n_out, size
+    cdef unsigned csr
     cdef floating* swap
     cdef floating* w
     cdef floating* v
@@ -510,8 +517,11 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
             for j in range(n_out):
                 GB[k][j] = column_sums[j] / m
             if u.mode == MODE_RULE:
+                # subnormal moments flushed to zero: see fbp_flush_denormals
+                csr = fbp_flush_denormals()
                 _apply_rule(w, v, S1W[k], S2W[k], size, True, u)
                 _apply_rule(B[k], GB[k], S1B[k], S2B[k], n_out, False, u)
+                fbp_restore_csr(csr)
             elif decay != 0 or l1 != 0:
                 for i in range(size):
                     v[i] += decay * w[i] + l1 * _sign(w[i])

@@ -38,6 +38,31 @@ static int fbp_have_avx2(void)
 #endif
 }
 
+/* Flush-to-zero and denormals-are-zero for the calling thread, for the
+   update passes of the adaptive rules: without them, the moments of units
+   whose gradients have died away decay through the subnormal range, where
+   every operation takes a slow microcode path. fbp_flush_denormals returns
+   the previous control word, for fbp_restore_csr. */
+static inline unsigned fbp_flush_denormals(void)
+{
+#if FBP_X86
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);      /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+static inline void fbp_restore_csr(unsigned old)
+{
+#if FBP_X86
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
+}
+
 /* Scalar edges, in the same order of summation as the vector bodies' tails. */
 #define FBP_SCALAR(T, S)                                                       \
 static void fbp_##S##gemm_nt_edge(int i0, int i1, int j0, int j1, int k,      \
