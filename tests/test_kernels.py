@@ -186,6 +186,32 @@ def test_fit_matches_baseline_on_either_gemm_path(dtype, small_batch_rows):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("settings", [
+    dict(optimizer="adam", l1=0.003, l2=0.01), dict(optimizer="adamw"),
+    dict(optimizer="rmsprop", l1=0.003, weight_decay=0.02),
+], ids=["adam", "adamw", "rmsprop"])
+def test_adaptive_rules_give_the_same_bits_in_avx2_and_sse2(dtype, settings):
+    """The two twins of each rule's loop (_microkernels.h) agree bit for bit."""
+    net, X, Y = setup("sigmoid", "softmax", dtype, n_samples=83)
+    results = []
+    for avx2 in (True, False):
+        copy = net.copy()
+        trainer = Trainer(copy, loss="cross_entropy", learning_rate=0.01, batch_size=8,
+                          seed=3, **settings)
+        old = _kernels._set_avx2_rules(avx2)
+        try:
+            history = trainer.fit(X, Y, epochs=3)
+        finally:
+            _kernels._set_avx2_rules(old)
+        results.append((copy.get_parameters(), trainer._state1.copy(), history["loss"]))
+    (params, state, losses), (params_sse2, state_sse2, losses_sse2) = results
+    assert not np.array_equal(params, net.get_parameters())
+    np.testing.assert_array_equal(params, params_sse2)
+    np.testing.assert_array_equal(state, state_sse2)
+    assert losses == losses_sse2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output, loss_name", OUTPUT_LOSS_PAIRS, ids=pair_id)
 def test_step_matches_one_baseline_batch(output, loss_name, dtype):
     net, X, Y = setup("relu", output, dtype, n_samples=12)

@@ -82,12 +82,30 @@ cdef extern from "_microkernels.h" nogil:
     int fbp_sall_finite(const float* x, size_t n)
     unsigned fbp_flush_denormals()
     void fbp_restore_csr(unsigned old)
+    ctypedef struct fbp_rule:
+        double lr, l2, l1, keep, a, b, c1, c2, eps
+    void fbp_dadam(double* w, const double* g, double* m, double* v, size_t n,
+                   const fbp_rule* r)
+    void fbp_sadam(float* w, const float* g, float* m, float* v, size_t n,
+                   const fbp_rule* r)
+    void fbp_dadam_avx2(double* w, const double* g, double* m, double* v, size_t n,
+                        const fbp_rule* r)
+    void fbp_sadam_avx2(float* w, const float* g, float* m, float* v, size_t n,
+                        const fbp_rule* r)
+    void fbp_drmsprop(double* w, const double* g, double* s, size_t n, const fbp_rule* r)
+    void fbp_srmsprop(float* w, const float* g, float* s, size_t n, const fbp_rule* r)
+    void fbp_drmsprop_avx2(double* w, const double* g, double* s, size_t n,
+                           const fbp_rule* r)
+    void fbp_srmsprop_avx2(float* w, const float* g, float* s, size_t n,
+                           const fbp_rule* r)
 
 # Batches of at most this many rows use the register-blocked kernels of
 # _microkernels.h for their two big products instead of BLAS, whose packing
 # and dispatch dominate at that size (bench/README.md has the measurements).
 cdef bint _have_avx2 = fbp_have_avx2()
 cdef Py_ssize_t _small_batch = 32 if _have_avx2 else 0
+# The AVX2 twins of the adaptive update rules (same bits as the SSE2 ones)
+cdef bint _avx2_rules = _have_avx2
 
 
 def _set_small_batch(Py_ssize_t rows):
@@ -98,6 +116,17 @@ def _set_small_batch(Py_ssize_t rows):
     global _small_batch
     old = _small_batch
     _small_batch = rows if _have_avx2 else 0
+    return old
+
+
+def _set_avx2_rules(bint on):
+    """Testing knob: AVX2 (True) or SSE2 (False) loops for rmsprop and adam; returns the old choice.
+
+    Has no effect without AVX2 + FMA.
+    """
+    global _avx2_rules
+    old = _avx2_rules
+    _avx2_rules = on and _have_avx2
     return old
 
 
@@ -423,25 +452,25 @@ cdef void _apply_rule(floating* w, const floating* g, floating* s1, floating* s2
     cdef floating l1 = <floating> (u.l1 if weights else 0)
     cdef floating keep = <floating> (1 - u.learning_rate * u.weight_decay if weights else 1)
     cdef floating mu = <floating> u.momentum
-    cdef floating rho = <floating> u.rho
-    cdef floating beta1 = <floating> u.beta1, beta2 = <floating> u.beta2
-    cdef floating c1 = <floating> u.correction1, c2 = <floating> u.correction2
-    cdef floating eps = <floating> u.epsilon
-    if u.optimizer == OPT_ADAM:
-        for i in range(size):
-            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
-            # m <- b1 m + (1-b1) g ; v <- b2 v + (1-b2) g^2
-            s1[i] = beta1 * s1[i] + (1 - beta1) * grad
-            s2[i] = beta2 * s2[i] + (1 - beta2) * grad * grad
-            # W <- W - eta mhat / (sqrt(vhat) + eps), mhat = m c1, vhat = v c2
-            change = -lr * (s1[i] * c1) / (_sqrt(s2[i] * c2) + eps)
-            w[i] = keep * w[i] + change
-    elif u.optimizer == OPT_RMSPROP:
-        for i in range(size):
-            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
-            # s <- rho s + (1-rho) g^2 ; W <- W - eta g / (sqrt(s) + eps)
-            s1[i] = rho * s1[i] + (1 - rho) * grad * grad
-            w[i] = keep * w[i] - lr * grad / (_sqrt(s1[i]) + eps)
+    cdef fbp_rule r
+    if u.optimizer == OPT_ADAM or u.optimizer == OPT_RMSPROP:
+        # sqrt and a division per element: the vectorized loops of _microkernels.h
+        r.lr, r.l2 = u.learning_rate, (u.l2 if weights else 0)
+        r.l1 = u.l1 if weights else 0
+        r.keep = 1 - u.learning_rate * u.weight_decay if weights else 1
+        r.c1, r.c2, r.eps = u.correction1, u.correction2, u.epsilon
+        if u.optimizer == OPT_ADAM:
+            r.a, r.b = u.beta1, u.beta2
+            if floating is float:
+                (fbp_sadam_avx2 if _avx2_rules else fbp_sadam)(w, g, s1, s2, size, &r)
+            else:
+                (fbp_dadam_avx2 if _avx2_rules else fbp_dadam)(w, g, s1, s2, size, &r)
+        else:
+            r.a, r.b = u.rho, 0
+            if floating is float:
+                (fbp_srmsprop_avx2 if _avx2_rules else fbp_srmsprop)(w, g, s1, size, &r)
+            else:
+                (fbp_drmsprop_avx2 if _avx2_rules else fbp_drmsprop)(w, g, s1, size, &r)
     elif mu != 0:
         for i in range(size):
             grad = g[i] + l2 * w[i] + l1 * _sign(w[i])

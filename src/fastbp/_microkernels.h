@@ -473,4 +473,69 @@ static void fbp_sbias_sigmoid(float *z, const float *b, int m, int n) { (void)z;
 
 #endif
 
+/* The adaptive update rules, one fused pass over a weight matrix or a bias
+ * vector: the coupled penalties join the data gradient g (l2 w + l1 sign(w),
+ * both 0 for biases), then the rule's state and w are updated in place.
+ *
+ *   rmsprop: s <- a s + (1-a) g^2;  w <- keep w - lr g / (sqrt(s) + eps)
+ *   adam:    m <- a m + (1-a) g;  v <- b v + (1-b) g^2;
+ *            w <- keep w - lr (m c1) / (sqrt(v c2) + eps)
+ *
+ * keep = 1 - lr weight_decay (decoupled decay). Plain C loops that the
+ * compiler vectorizes: with SSE2 in the default twin and AVX2 in the _avx2
+ * one. Neither contracts to FMA, and sqrt and division are correctly
+ * rounded in any width, so both twins give the same bits.
+ */
+typedef struct {
+    double lr, l2, l1, keep, a, b, c1, c2, eps;
+} fbp_rule;
+
+#define FBP_RULES(T, S, SQRT, SUFFIX, ATTR)                                    \
+ATTR static void fbp_##S##adam##SUFFIX(T *restrict w, const T *restrict g,    \
+                                       T *restrict m, T *restrict v, size_t n, \
+                                       const fbp_rule *r)                      \
+{                                                                              \
+    const T lr = (T)r->lr, l2 = (T)r->l2, l1 = (T)r->l1, keep = (T)r->keep;    \
+    const T a = (T)r->a, rest_a = (T)(1 - r->a);                               \
+    const T b = (T)r->b, rest_b = (T)(1 - r->b);                               \
+    const T c1 = (T)r->c1, c2 = (T)r->c2, eps = (T)r->eps;                     \
+    for (size_t i = 0; i < n; i++) {                                           \
+        const T wi = w[i];                                                     \
+        const T sign = (wi > 0 ? (T)1 : (T)0) - (wi < 0 ? (T)1 : (T)0);        \
+        const T grad = g[i] + l2 * wi + l1 * sign;                             \
+        const T mi = a * m[i] + rest_a * grad;                                 \
+        const T vi = b * v[i] + rest_b * grad * grad;                          \
+        m[i] = mi;                                                             \
+        v[i] = vi;                                                             \
+        w[i] = keep * wi - lr * (mi * c1) / (SQRT(vi * c2) + eps);             \
+    }                                                                          \
+}                                                                              \
+ATTR static void fbp_##S##rmsprop##SUFFIX(T *restrict w, const T *restrict g, \
+                                          T *restrict s, size_t n,             \
+                                          const fbp_rule *r)                   \
+{                                                                              \
+    const T lr = (T)r->lr, l2 = (T)r->l2, l1 = (T)r->l1, keep = (T)r->keep;    \
+    const T a = (T)r->a, rest_a = (T)(1 - r->a), eps = (T)r->eps;              \
+    for (size_t i = 0; i < n; i++) {                                           \
+        const T wi = w[i];                                                     \
+        const T sign = (wi > 0 ? (T)1 : (T)0) - (wi < 0 ? (T)1 : (T)0);        \
+        const T grad = g[i] + l2 * wi + l1 * sign;                             \
+        const T si = a * s[i] + rest_a * grad * grad;                          \
+        s[i] = si;                                                             \
+        w[i] = keep * wi - lr * grad / (SQRT(si) + eps);                       \
+    }                                                                          \
+}
+
+FBP_RULES(double, d, sqrt, , )
+FBP_RULES(float, s, sqrtf, , )
+#if FBP_X86
+FBP_RULES(double, d, sqrt, _avx2, __attribute__((target("avx2"))))
+FBP_RULES(float, s, sqrtf, _avx2, __attribute__((target("avx2"))))
+#else   /* never chosen (fbp_have_avx2() is 0), defined for linking */
+#define fbp_dadam_avx2 fbp_dadam
+#define fbp_sadam_avx2 fbp_sadam
+#define fbp_drmsprop_avx2 fbp_drmsprop
+#define fbp_srmsprop_avx2 fbp_srmsprop
+#endif
+
 #endif  /* FASTBP_MICROKERNELS_H */
