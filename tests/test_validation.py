@@ -502,6 +502,44 @@ def test_bad_X_is_refused(entry, case):
     assert_rejected_without_change(_call_with_X(entry, make()), exception, r"\bX\b")
 
 
+@pytest.mark.parametrize("options", [
+    dict(), dict(shuffle=False), dict(optimizer="adam", momentum=0.0),
+    dict(optimizer="rmsprop", momentum=0.0, l1=0.01),
+], ids=["momentum", "in-place-rows", "adam", "rmsprop"])
+@pytest.mark.parametrize("position", [(N_SAMPLES - 1, 2), (0, 0)], ids=["last-row", "first-row"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fit_undoes_the_batches_before_a_bad_row(options, position, dtype):
+    """fit finds NaN in X as its first epoch reads the batches: the batches
+    before the bad one have been trained on by then, and all of it is undone
+    (parameters, optimizer state and update count, generator, history)."""
+    net, trainer = make_trained_pair(dtype=dtype, **options)
+    before = snapshot(trainer)
+    state = [trainer._state1.copy(), trainer._state2.copy(), trainer._updates]
+    _, labels = make_data()
+    with pytest.raises(ValueError, match=r"^X contains NaN or infinity"):
+        trainer.fit(_with(np.nan, position), labels, epochs=3)
+    assert_same_snapshot(snapshot(trainer), before)
+    np.testing.assert_array_equal(trainer._state1, state[0])
+    np.testing.assert_array_equal(trainer._state2, state[1])
+    assert trainer._updates == state[2]
+    assert_next_fit_unaffected(trainer, dtype=dtype, **options)
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_fit_refuses_inf_in_either_part_of_a_split_and_with_no_epochs(epochs):
+    _, labels = make_data()
+    _, trainer = make_trained_pair()
+    # the rows this trainer's next split holds out, which the kernel never reads
+    train, held_out = trainer._split(np.eye(SIZES[-1])[labels], True, 0.5,
+                                     copy.deepcopy(trainer._rng))
+    for row in (train[-1], held_out[0]):
+        X = _with(np.inf, (row, 3))
+        for settings in (dict(epochs=epochs), dict(epochs=epochs, validation_split=0.5)):
+            assert_rejected_without_change(
+                lambda net, trainer: trainer.fit(X, labels, **settings), ValueError,
+                r"^X contains NaN or infinity")
+
+
 @pytest.mark.parametrize("entry", ["forward", "fit", "step", "evaluate"])
 def test_values_beyond_float32_are_refused_by_a_float32_network(entry):
     """1e300 overflows to infinity when cast to float32: not finite, refused."""

@@ -564,19 +564,13 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
 
 def all_finite(const floating[::1] values):
     """True when no value is NaN or infinite: one GIL-free, memory-bound pass."""
-    cdef int result = 1
+    cdef bint result = True
     cdef Py_ssize_t n = values.shape[0]
     if n == 0:
         return True
     with nogil:
-        if _have_avx2:
-            if floating is float:
-                result = fbp_sall_finite(&values[0], n)
-            else:
-                result = fbp_dall_finite(&values[0], n)
-        else:
-            result = _scalar_all_finite(&values[0], n)
-    return result != 0
+        result = _block_finite(&values[0], n)
+    return result
 
 
 cdef int _scalar_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
@@ -585,6 +579,19 @@ cdef int _scalar_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
         if x[i] * 0 != 0:
             return 0
     return 1
+
+
+cdef inline bint _block_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    if _have_avx2:
+        if floating is float:
+            return fbp_sall_finite(x, n) != 0
+        else:
+            return fbp_dall_finite(x, n) != 0
+    return _scalar_all_finite(x, n) != 0
+
+
+class NonFiniteInput(ValueError):
+    """train_epoch(check_inputs=True) met NaN or infinity in X."""
 
 
 def parameter_count(const Py_ssize_t[::1] sizes):
@@ -734,7 +741,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                 double l1=0.0, int optimizer=OPT_SGD, double momentum=0.0,
                 bint nesterov=False, double weight_decay=0.0, double rho=0.9,
                 double beta1=0.9, double beta2=0.999, double epsilon=1e-8,
-                long long step=0, bint check_signals=False):
+                long long step=0, bint check_signals=False, bint check_inputs=False):
     """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
@@ -755,6 +762,12 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     the parameters are those after the last completed update and `progress`
     tells how far the epoch got.
 
+    With check_inputs, the rows of each batch are checked for NaN and
+    infinity right after they are gathered (in cache, so at little cost
+    instead of a separate pass over X): at the first batch that holds one,
+    the epoch stops before that batch's forward pass and NonFiniteInput is
+    raised, with the parameters of the batches before it updated.
+
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update.
     """
@@ -764,7 +777,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     cdef Py_ssize_t n_params = params.shape[0]
     cdef Py_ssize_t start, stop, m, i, n_correct = 0, batches = 0, check_every
     cdef Py_ssize_t bad_row
-    cdef bint gather = order.shape[0] > 0
+    cdef bint gather = order.shape[0] > 0, finite = True
     cdef double total = 0, penalty
     cdef Update u
     cdef floating** table
@@ -855,6 +868,9 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                 else:
                     A[0] = <floating*> &X[start, 0]
                     y_batch = &Y[start, 0]
+                if check_inputs and not _block_finite(A[0], m * n_in):
+                    finite = False
+                    break
                 step += 1
                 if optimizer == OPT_ADAM:
                     u.correction1 = 1 / (1 - pow(beta1, <double> step))
@@ -881,6 +897,8 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                         PyErr_CheckSignals()
     finally:
         free(table)
+    if not finite:
+        raise NonFiniteInput(f"X holds NaN or infinity in the batch of rows from {start}")
     return total, n_correct
 
 

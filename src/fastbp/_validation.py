@@ -19,6 +19,7 @@ __all__ = [
     "Options",
     "check_params",
     "check_inputs",
+    "non_finite_message",
     "check_targets",
     "check_dtype",
 ]
@@ -154,7 +155,12 @@ def _as_real_array(value, name):
     return array
 
 
-def check_inputs(X, n_features, dtype, name="X"):
+def non_finite_message(name, dtype):
+    """The error of inputs that hold NaN or infinity (after the cast to `dtype`)."""
+    return f"{name} contains NaN or infinity (or values too large for {np.dtype(dtype).name})"
+
+
+def check_inputs(X, n_features, dtype, name="X", check_finite=True):
     """Return X as a finite C-contiguous 2-D array of `dtype`.
 
     Parameters
@@ -165,6 +171,9 @@ def check_inputs(X, n_features, dtype, name="X"):
         Width the network expects.
     dtype : type
         np.float32 or np.float64.
+    check_finite : bool
+        False leaves the check for NaN and infinity to the caller (Trainer.fit
+        has the epoch kernel do it as it reads the batches).
     """
     array = _as_real_array(X, name)
     if array.ndim != 2:
@@ -180,10 +189,8 @@ def check_inputs(X, n_features, dtype, name="X"):
         )
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=dtype)
-    if not _all_finite(array):
-        raise ValueError(
-            f"{name} contains NaN or infinity (or values too large for {np.dtype(dtype).name})"
-        )
+    if check_finite and not _all_finite(array):
+        raise ValueError(non_finite_message(name, dtype))
     return array
 
 

@@ -14,7 +14,15 @@ from numbers import Integral, Real
 import numpy as np
 
 from . import _kernels
-from ._validation import Interval, Options, check_inputs, check_params, check_targets
+from ._validation import (
+    Interval,
+    Options,
+    _all_finite,
+    check_inputs,
+    check_params,
+    check_targets,
+    non_finite_message,
+)
 from .network import (
     Network,
     _atomic_savez,
@@ -220,9 +228,10 @@ class Trainer:
                 "'softmax' in the Network, or loss='mse'"
             )
 
-    def _check_data(self, X, Y, names=("X", "Y")):
+    def _check_data(self, X, Y, names=("X", "Y"), check_finite=True):
         net = self.network
-        X = check_inputs(X, int(net._sizes[0]), net.dtype.type, name=names[0])
+        X = check_inputs(X, int(net._sizes[0]), net.dtype.type, name=names[0],
+                         check_finite=check_finite)
         Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
                                      name=names[1])
         return X, Y, is_labels
@@ -406,7 +415,11 @@ class Trainer:
             "validation_split": Interval(Real, 0, 1, closed="left"),
         })
         callbacks = self._check_callbacks(callbacks)
-        X, Y, is_labels = self._check_data(X, Y)
+        # NaN or infinity in X: found by the first epoch's kernel in the rows
+        # of each batch it reads (in cache) instead of by a pass of its own
+        # over X; the fit is then undone (below) and refused like any other
+        deferred = int(epochs) > 0
+        X, Y, is_labels = self._check_data(X, Y, check_finite=not deferred)
         if validation_data is not None:
             if validation_split:
                 raise ValueError("give validation_data or validation_split, not both")
@@ -434,6 +447,7 @@ class Trainer:
                 )
 
         with self._guard.writing("fit"), self.network._guard.writing("fit"):
+            rng_before = copy.deepcopy(self._rng)
             if validation_split:
                 # split with a copy of the generator, and keep its new state
                 # only once the split is accepted: a refused fit draws nothing
@@ -441,15 +455,22 @@ class Trainer:
                 train, held_out = self._split(Y, is_labels, float(validation_split), rng)
                 X, X_val = X[train], X[held_out]
                 Y, Y_val = Y[train], Y[held_out]
+                if deferred and not _all_finite(X_val):     # the kernel reads X only
+                    raise ValueError(non_finite_message("X", self.network.dtype))
                 self._rng = rng
-            self._fit_loop(X, Y, is_labels, X_val if validating else None,
-                           Y_val if validating else None,
-                           val_is_labels if validating else False,
-                           int(epochs), verbose, callbacks, history)
+            try:
+                self._fit_loop(X, Y, is_labels, X_val if validating else None,
+                               Y_val if validating else None,
+                               val_is_labels if validating else False,
+                               int(epochs), verbose, callbacks, history, deferred)
+            except _kernels.NonFiniteInput:
+                # _run_epoch has put back the parameters and optimizer state
+                self._rng = rng_before
+                raise ValueError(non_finite_message("X", self.network.dtype)) from None
         return history
 
     def _fit_loop(self, X, Y, is_labels, X_val, Y_val, val_is_labels, epochs, verbose,
-                  callbacks, history):
+                  callbacks, history, check_inputs):
         validating = X_val is not None
         n_samples = X.shape[0]
         no_order = np.empty(0, dtype=np.intp)
@@ -467,8 +488,9 @@ class Trainer:
                     if validating else None
                 total, n_correct, metrics = self._run_epoch(
                     X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate,
-                    validate,
+                    validate, check_inputs,
                 )
+                check_inputs = False        # the first epoch has read every row
                 if total is None:       # diverged with on_divergence="warn"
                     break
                 self.epoch += 1
@@ -647,7 +669,8 @@ class Trainer:
             raise ValueError(f"{source!r} is not a valid fastbp checkpoint: {exc}") from None
         return trainer
 
-    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate, validate=None):
+    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate, validate=None,
+                   check_inputs=False):
         """Run the epoch kernel and account for how it ended.
 
         Normal end: returns (sum of m_B J_B, correct predictions, metrics),
@@ -657,7 +680,10 @@ class Trainer:
         state from before the epoch, then raises DivergenceError (or, with
         on_divergence="warn", warns and returns (None, None)). Interrupted
         (KeyboardInterrupt between two batches): keeps the parameters of the
-        last completed batch, counts its updates, and re-raises.
+        last completed batch, counts its updates, and re-raises. With
+        check_inputs, NaN or infinity in X raises _kernels.NonFiniteInput
+        after the parameters and optimizer state from before the epoch are
+        restored.
         """
         net = self.network
         # a batch never holds more rows than the data (nor the work more room)
@@ -675,8 +701,11 @@ class Trainer:
                 momentum=float(self.momentum), nesterov=bool(self.nesterov),
                 weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
                 beta2=float(self.beta2), epsilon=float(self.epsilon), step=self._updates,
-                check_signals=_in_main_thread(),
+                check_signals=_in_main_thread(), check_inputs=check_inputs,
             )
+        except _kernels.NonFiniteInput:
+            self._restore(saved)
+            raise
         except KeyboardInterrupt:
             self._updates += int(progress[0])
             if not np.isfinite(net._params).all():
