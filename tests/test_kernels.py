@@ -380,3 +380,33 @@ def test_all_finite_finds_every_non_finite_value_wherever_it_is(dtype, size):
             spoiled[position] = bad
             assert not _kernels.all_finite(spoiled), (position, bad)
     assert _kernels.all_finite(values[:0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_hot_rows_agrees_with_its_definition(dtype):
+    """One 1 and zeros elsewhere in every row; anything else, anywhere, is not."""
+    def definition(Y):
+        return bool(np.isin(Y, (0, 1)).all() and np.all(Y.sum(axis=1) == 1))
+
+    rng = np.random.default_rng(7)
+    Y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 9)]
+    assert _kernels.one_hot_rows(Y) and definition(Y)
+    for row in (0, 4, 8):
+        for change in ("second one", "no one", "half", "minus one", "two", "tiny"):
+            spoiled = Y.copy()
+            hot = int(spoiled[row].argmax())
+            cold = (hot + 1) % 4
+            if change == "second one":
+                spoiled[row, cold] = 1
+            elif change == "no one":
+                spoiled[row, hot] = 0
+            elif change == "half":
+                spoiled[row, hot] = 0.5
+            elif change == "minus one":
+                spoiled[row, cold] = -1
+            elif change == "two":
+                spoiled[row, hot] = 2
+            else:
+                spoiled[row, cold] = np.finfo(dtype).smallest_subnormal
+            assert not definition(spoiled)
+            assert not _kernels.one_hot_rows(spoiled), (row, change)

@@ -573,6 +573,25 @@ def all_finite(const floating[::1] values):
     return result
 
 
+def one_hot_rows(const floating[:, ::1] Y):
+    """True when every row of Y holds one 1 and zeros elsewhere: one GIL-free pass."""
+    cdef Py_ssize_t i, j, ones
+    cdef bint result = True
+    with nogil:
+        for i in range(Y.shape[0]):
+            ones = 0
+            for j in range(Y.shape[1]):
+                if Y[i, j] == 1:
+                    ones += 1
+                elif Y[i, j] != 0:
+                    ones = 2
+                    break
+            if ones != 1:
+                result = False
+                break
+    return result
+
+
 cdef int _scalar_all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):

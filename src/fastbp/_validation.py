@@ -241,7 +241,8 @@ def check_targets(Y, n_samples, n_outputs, dtype, name="Y"):
         targets = np.ascontiguousarray(array, dtype=dtype)
     if not _all_finite(targets):
         raise ValueError(f"{name} contains NaN or infinity")
-    is_labels = bool(np.isin(targets, (0, 1)).all()) and (
-        n_outputs == 1 or bool(np.all(targets.sum(axis=1) == 1))
-    )
+    if n_outputs == 1:
+        is_labels = bool(np.isin(targets, (0, 1)).all())
+    else:
+        is_labels = _kernels.one_hot_rows(targets)
     return targets, is_labels
