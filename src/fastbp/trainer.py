@@ -491,6 +491,9 @@ class Trainer:
                     validate, check_inputs,
                 )
                 check_inputs = False        # the first epoch has read every row
+                # drop this epoch's permutation before the next one is drawn:
+                # one alive at a time, so a fit's peak memory does not grow
+                order = None
                 if total is None:       # diverged with on_divergence="warn"
                     break
                 self.epoch += 1
