@@ -106,22 +106,14 @@ SINGLE_BLAS_THREAD = "1 (threadpool_limits)"
 # ----------------------------------------------------------------- runners
 
 
-class FastbpRuleRunner:
-    """Trainer.fit(X, Y, epochs=1) with one update rule; the trainer carries on."""
-
-    name = "fastbp"
+class FastbpRuleRunner(FastbpRunner):
+    """FastbpRunner with one update rule and its learning rate; the trainer carries on."""
 
     def __init__(self, workload, rule, X, Y):
         self.network = _initial_network(workload, X.dtype)
         self.trainer = Trainer(self.network, loss=workload.loss,
                                batch_size=workload.batch_size, seed=SEED, **rule.options())
         self.X, self.Y = X, Y
-
-    def run_epoch(self):
-        return self.trainer.fit(self.X, self.Y, epochs=1)["loss"][-1]
-
-    def parameters(self):
-        return list(self.network.weights), list(self.network.biases)
 
 
 class BaselineRuleRunner:
