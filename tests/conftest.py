@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from fastbp import Network
 
@@ -61,6 +62,23 @@ OUTPUT_LOSS_PAIRS = [
 
 def pair_id(pair):
     return "-".join(pair)
+
+
+def draw_architecture(draw, max_width, max_samples):
+    """Draw (sizes, hidden activations, output, loss, dtype, n_samples, batch_size).
+
+    For hypothesis composites: 2 to 5 layers of 1 to max_width units, an
+    (output, loss) pair the Trainer accepts, 1 to max_samples samples and a
+    batch size up to 3 beyond them (so batch > n_samples comes up).
+    """
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=2, max_size=5))
+    hidden = draw(st.lists(st.sampled_from(HIDDEN_ACTIVATIONS),
+                           min_size=len(sizes) - 2, max_size=len(sizes) - 2))
+    output, loss = draw(st.sampled_from(OUTPUT_LOSS_PAIRS))
+    dtype = draw(st.sampled_from(DTYPES))
+    n_samples = draw(st.integers(1, max_samples))
+    batch_size = draw(st.integers(1, n_samples + 3))
+    return sizes, hidden, output, loss, dtype, n_samples, batch_size
 
 
 # ------------------------------------------------------------------ data

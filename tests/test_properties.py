@@ -8,9 +8,8 @@ a last partial batch and a batch larger than the data both come up.
 
 import numpy as np
 from conftest import (
-    HIDDEN_ACTIVATIONS,
-    OUTPUT_LOSS_PAIRS,
     assert_close,
+    draw_architecture,
     flat,
     make_data,
     make_network,
@@ -25,13 +24,8 @@ from fastbp import Trainer, baseline
 
 @st.composite
 def problems(draw):
-    sizes = draw(st.lists(st.integers(1, 12), min_size=2, max_size=5))
-    hidden = draw(st.lists(st.sampled_from(HIDDEN_ACTIVATIONS),
-                           min_size=len(sizes) - 2, max_size=len(sizes) - 2))
-    output, loss_name = draw(st.sampled_from(OUTPUT_LOSS_PAIRS))
-    dtype = draw(st.sampled_from([np.float64, np.float32]))
-    n_samples = draw(st.integers(1, 30))
-    batch_size = draw(st.integers(1, n_samples + 3))
+    sizes, hidden, output, loss_name, dtype, n_samples, batch_size = draw_architecture(
+        draw, max_width=12, max_samples=30)
     seed = draw(st.integers(0, 2**32 - 1))
     return dict(sizes=sizes, hidden=hidden, output=output, loss_name=loss_name,
                 dtype=dtype, n_samples=n_samples, batch_size=batch_size, seed=seed)

@@ -30,9 +30,8 @@ import sys
 import numpy as np
 import pytest
 from conftest import (
-    HIDDEN_ACTIVATIONS,
-    OUTPUT_LOSS_PAIRS,
     assert_close,
+    draw_architecture,
     flat,
     parameters_of,
     zero_velocities,
@@ -82,13 +81,8 @@ def in_layout(array, layout):
 
 @st.composite
 def cases(draw):
-    sizes = draw(st.lists(st.integers(1, 9), min_size=2, max_size=5))
-    hidden = draw(st.lists(st.sampled_from(HIDDEN_ACTIVATIONS),
-                           min_size=len(sizes) - 2, max_size=len(sizes) - 2))
-    output, loss = draw(st.sampled_from(OUTPUT_LOSS_PAIRS))
-    dtype = draw(st.sampled_from([np.float64, np.float32]))
-    n_samples = draw(st.integers(1, 20))
-    batch_size = draw(st.integers(1, n_samples + 3))
+    sizes, hidden, output, loss, dtype, n_samples, batch_size = draw_architecture(
+        draw, max_width=9, max_samples=20)
     scale = draw(st.sampled_from(SCALES))
     if scale in ("huge-inputs", "subnormal"):
         # 1e300 does not fit float32 (refused; see the test below); float32
