@@ -370,52 +370,50 @@ FBP_SIGMOID(float, s, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
 
 /* Sums of w^2 and of |w| over n values, in double, for the L2 and L1 terms
    of J: 8 independent accumulators per sum (the scalar chain was latency
-   bound), then one fixed reduction order. */
+   bound), then one fixed reduction order. fbp_?load8 brings 8 values into
+   two vectors of doubles. */
 __attribute__((target("avx2,fma")))
-static void fbp_dnorms(const double *w, size_t n, double *squares, double *absolutes)
+static inline void fbp_dload8(const double *w, __m256d *x, __m256d *y)
 {
-    const __m256d sign = _mm256_set1_pd(-0.0);
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256d x = _mm256_loadu_pd(w + i), y = _mm256_loadu_pd(w + i + 4);
-        s0 = _mm256_fmadd_pd(x, x, s0);
-        s1 = _mm256_fmadd_pd(y, y, s1);
-        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));
-        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));
-    }
-    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1)), ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));
-    for (; i < n; i++) {
-        sq += w[i] * w[i];
-        ab += fabs(w[i]);
-    }
-    *squares += sq;
-    *absolutes += ab;
+    *x = _mm256_loadu_pd(w);
+    *y = _mm256_loadu_pd(w + 4);
 }
 
 __attribute__((target("avx2,fma")))
-static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
+static inline void fbp_sload8(const float *w, __m256d *x, __m256d *y)
 {
-    const __m256d sign = _mm256_set1_pd(-0.0);
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(w + i);
-        __m256d x = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-        __m256d y = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-        s0 = _mm256_fmadd_pd(x, x, s0);
-        s1 = _mm256_fmadd_pd(y, y, s1);
-        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));
-        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));
-    }
-    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1)), ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));
-    for (; i < n; i++) {
-        sq += (double)w[i] * w[i];
-        ab += fabs((double)w[i]);
-    }
-    *squares += sq;
-    *absolutes += ab;
+    __m256 v = _mm256_loadu_ps(w);
+    *x = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *y = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
+
+#define FBP_NORMS(T, S)                                                        \
+__attribute__((target("avx2,fma")))                                            \
+static void fbp_##S##norms(const T *w, size_t n, double *squares,              \
+                           double *absolutes)                                  \
+{                                                                              \
+    const __m256d sign = _mm256_set1_pd(-0.0);                                 \
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0, x, y;         \
+    size_t i = 0;                                                              \
+    for (; i + 8 <= n; i += 8) {                                               \
+        fbp_##S##load8(w + i, &x, &y);                                         \
+        s0 = _mm256_fmadd_pd(x, x, s0);                                        \
+        s1 = _mm256_fmadd_pd(y, y, s1);                                        \
+        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));                     \
+        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));                     \
+    }                                                                          \
+    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1));                            \
+    double ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));                            \
+    for (; i < n; i++) {                                                       \
+        sq += (double)w[i] * w[i];                                             \
+        ab += fabs((double)w[i]);                                              \
+    }                                                                          \
+    *squares += sq;                                                            \
+    *absolutes += ab;                                                          \
+}
+
+FBP_NORMS(double, d)
+FBP_NORMS(float, s)
 
 /* 1 when all n values are finite. x * 0 is 0 for finite x and NaN for NaN or
    infinity; NaN survives the additions. One pass, memory bound, checked
