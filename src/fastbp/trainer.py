@@ -447,17 +447,18 @@ class Trainer:
                 )
 
         with self._guard.writing("fit"), self.network._guard.writing("fit"):
-            rng_before = copy.deepcopy(self._rng)
+            # the fit draws (split, permutations) from a copy of the generator,
+            # which replaces it once the fit is accepted: a refused fit, also
+            # one refused by the kernel, leaves the original as it was
+            rng_before = self._rng
+            rng = copy.deepcopy(rng_before)
             if validation_split:
-                # split with a copy of the generator, and keep its new state
-                # only once the split is accepted: a refused fit draws nothing
-                rng = copy.deepcopy(self._rng)
                 train, held_out = self._split(Y, is_labels, float(validation_split), rng)
                 X, X_val = X[train], X[held_out]
                 Y, Y_val = Y[train], Y[held_out]
                 if deferred and not _all_finite(X_val):     # the kernel reads X only
                     raise ValueError(non_finite_message("X", self.network.dtype))
-                self._rng = rng
+            self._rng = rng
             try:
                 self._fit_loop(X, Y, is_labels, X_val if validating else None,
                                Y_val if validating else None,
