@@ -114,6 +114,22 @@ def test_round_trip_keeps_a_uniform_activation_list(tmp_path):
     assert repr(loaded) == repr(net)
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_files_from_before_the_activation_entry_still_load(tmp_path, config):
+    """Version-1 files written before `activation` was stored hold only
+    `activations`; they load, with the activation that version read."""
+    net = make_network(config)
+    net.save(tmp_path / "net.npz")
+    with np.load(tmp_path / "net.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files if key != "activation"}
+    np.savez(tmp_path / "old.npz", **arrays)
+    loaded = Network.load(tmp_path / "old.npz")
+    assert_same_network(loaded, net)
+    hidden = hidden_activations(net)
+    expected = hidden if len(set(hidden)) > 1 else (hidden[0] if hidden else "sigmoid")
+    assert loaded.activation == expected
+
+
 def test_round_trip_after_training_and_edits(tmp_path):
     from fastbp import Trainer
 

@@ -26,7 +26,9 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
 #   layer_sizes     int64 (L + 1,)
 #   activations     str   (L - 1,) hidden activations, one per hidden layer
 #   activation      str   the `activation` argument: its name when one name was
-#                         given, "list" when a list was (kept through a round trip)
+#                         given, "list" when a list was (kept through a round trip);
+#                         optional: files without it are read as one name when
+#                         all hidden layers share it, else as a list
 #   output          str   output activation
 #   dtype           str   "float32" or "float64"
 #   W0 .. W{L-1}    dtype (n_l, n_{l-1})
@@ -487,7 +489,13 @@ class Network:
                 raise ValueError(
                     f"activations holds {len(hidden)} names for {n_hidden} hidden layers"
                 )
-            form = text("activation")
+            # files written before the `activation` entry existed (same
+            # format version) say only `activations`: read them as that
+            # version's loader did, one name when all hidden layers share it
+            if prefix + "activation" not in arrays:
+                form = "list" if len(set(hidden)) > 1 else (hidden[0] if hidden else "sigmoid")
+            else:
+                form = text("activation")
             if form == "list":
                 activation = hidden
             elif any(name != form for name in hidden):
