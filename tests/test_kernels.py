@@ -410,3 +410,11 @@ def test_one_hot_rows_agrees_with_its_definition(dtype):
                 spoiled[row, cold] = np.finfo(dtype).smallest_subnormal
             assert not definition(spoiled)
             assert not _kernels.one_hot_rows(spoiled), (row, change)
+
+
+@pytest.mark.parametrize("function", ["all_finite", "one_hot_rows", "parameter_count"])
+def test_the_array_helpers_refuse_none(function):
+    with pytest.raises(TypeError):
+        getattr(_kernels, function)(None)
+    with pytest.raises(TypeError):
+        _kernels.workspace_size(None, 4)

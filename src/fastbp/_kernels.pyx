@@ -562,7 +562,7 @@ cdef void _backward_batch(floating** W, floating** B, floating** A,
 
 # ------------------------------------------------------------- buffers & checks
 
-def all_finite(const floating[::1] values):
+def all_finite(const floating[::1] values not None):
     """True when no value is NaN or infinite: one GIL-free, memory-bound pass."""
     cdef bint result = True
     cdef Py_ssize_t n = values.shape[0]
@@ -573,7 +573,7 @@ def all_finite(const floating[::1] values):
     return result
 
 
-def one_hot_rows(const floating[:, ::1] Y):
+def one_hot_rows(const floating[:, ::1] Y not None):
     """True when every row of Y holds one 1 and zeros elsewhere: one GIL-free pass."""
     cdef Py_ssize_t i, j, ones
     cdef bint result = True
@@ -613,7 +613,7 @@ class NonFiniteInput(ValueError):
     """train_epoch(check_inputs=True) met NaN or infinity in X."""
 
 
-def parameter_count(const Py_ssize_t[::1] sizes):
+def parameter_count(const Py_ssize_t[::1] sizes not None):
     """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...].
 
     Raises ValueError for a non-positive size and OverflowError when the
@@ -632,7 +632,7 @@ def parameter_count(const Py_ssize_t[::1] sizes):
     return total
 
 
-def workspace_size(const Py_ssize_t[::1] sizes, Py_ssize_t capacity):
+def workspace_size(const Py_ssize_t[::1] sizes not None, Py_ssize_t capacity):
     """Length of the work vector for batches of up to `capacity` rows.
 
     Layout: A^1 .. A^L, three buffers of the widest layer (two deltas and the
