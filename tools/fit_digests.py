@@ -140,6 +140,8 @@ OPTIMIZERS = {
     "adamw_decay": {"optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.1},
 }
 
+MESSAGES = False
+
 SCHEDULES = [None, "step", "exponential", "invscaling", "plateau"]
 
 NETWORKS = {
@@ -253,7 +255,6 @@ def special_cases():
         out[f"{dtype}/nan_input_undone"] = digest.hexdigest()
 
     # refused arguments: type, message
-    refusals = Digest()
     net = Network([4, 3, 2], seed=0)
     X = np.zeros((5, 4))
     y = np.array([0, 1, 0, 1, 1])
@@ -320,22 +321,33 @@ def special_cases():
         lambda: ReduceOnPlateau(factor=1.0),
         lambda: StepDecay(step_size=0),
     ]
-    for attempt in attempts:
+    for index, attempt in enumerate(attempts):
+        refusal = Digest()
         try:
             attempt()
         except Exception as exc:  # noqa: BLE001 - the point is to record it
             # object reprs carry addresses, which move between runs
-            refusals.add([type(exc).__name__, re.sub(r" at 0x[0-9a-f]+", "", str(exc))])
+            message = [type(exc).__name__, re.sub(r" at 0x[0-9a-f]+", "", str(exc))]
+            if MESSAGES:
+                print(f"{index:02d}", *message, sep="\t")
+            refusal.add(message)
         else:
-            refusals.add("accepted")
-    out["refusals"] = refusals.hexdigest()
+            refusal.add("accepted")
+        out[f"refusal/{index:02d}"] = refusal.hexdigest()
     return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
+    parser.add_argument("--messages", action="store_true",
+                        help="print the refused calls' messages instead of digests")
     args = parser.parse_args(argv)
+    if args.messages:
+        global MESSAGES
+        MESSAGES = True
+        special_cases()
+        return 0
     if args.compare:
         with open(args.compare[0]) as a, open(args.compare[1]) as b:
             before, after = json.load(a), json.load(b)
