@@ -19,9 +19,8 @@ import time
 import numpy as np
 
 from . import EarlyStopping, LambdaCallback, Network, Trainer
-
-OPTIMIZERS = ["sgd", "rmsprop", "adam", "adamw"]
-SCHEDULES = ["constant", "step", "exponential", "invscaling", "plateau"]
+from ._contract import DTYPES, HIDDEN_ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
+from .schedules import SCHEDULES
 
 # Learning rate when --learning-rate is not given: the adaptive rules take
 # steps of about eta per weight, so they want a much smaller eta than SGD.
@@ -63,9 +62,9 @@ def build_parser():
     parser.add_argument("--hidden", type=int, nargs="*", default=[30],
                         help="hidden layer sizes (default: 30)")
     parser.add_argument("--activation", default="sigmoid",
-                        choices=["sigmoid", "tanh", "relu", "identity"])
-    parser.add_argument("--output", default="sigmoid", choices=["sigmoid", "softmax", "identity"])
-    parser.add_argument("--loss", default="cross_entropy", choices=["mse", "cross_entropy"])
+                        choices=HIDDEN_ACTIVATIONS)
+    parser.add_argument("--output", default="sigmoid", choices=OUTPUT_ACTIVATIONS)
+    parser.add_argument("--loss", default="cross_entropy", choices=LOSSES)
     parser.add_argument("--epochs", type=int, default=None,
                         help="passes over the training data (default: 30, or 200 with "
                              "--learning-curve)")
@@ -78,7 +77,7 @@ def build_parser():
     parser.add_argument("--momentum", type=float, default=0.0)
     parser.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                         help="update rule (default: sgd)")
-    parser.add_argument("--schedule", default="constant", choices=SCHEDULES,
+    parser.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
                         help="learning-rate schedule, with its default settings (default: "
                              "constant); plateau watches the loss on a validation split "
                              "of the training data")
@@ -86,7 +85,7 @@ def build_parser():
                         help="stop after N epochs without a lower loss on a validation split "
                              f"({VALIDATION_SPLIT * 100:.0f}%% of the training data) and keep the "
                              "best epoch's parameters")
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--dtype", default="float64", choices=DTYPES)
     parser.add_argument("--test-size", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", help="write the trained network to PATH (.npz)")

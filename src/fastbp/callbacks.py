@@ -19,9 +19,11 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ._validation import Interval, Options, check_params
+from ._contract import MONITORS, Interval, Options, check_params, improved, unrecorded_monitor
 
-__all__ = ["Callback", "EarlyStopping", "LambdaCallback"]
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "check_callbacks"]
+
+_HOOKS = ("on_fit_begin", "on_epoch_end", "on_fit_end")
 
 logger = logging.getLogger("fastbp")
 
@@ -88,7 +90,7 @@ class EarlyStopping(Callback):
     """
 
     _parameter_constraints = {
-        "monitor": Options(("val_loss", "loss", "val_accuracy", "accuracy")),
+        "monitor": Options(MONITORS),
         "patience": Interval(Integral, 0, None, closed="left"),
         "min_delta": Interval(Real, 0, None, closed="left"),
         "restore_best_weights": Options((True, False)),
@@ -116,14 +118,9 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer, epoch, history):
         if self.monitor not in history:
-            raise ValueError(
-                f"EarlyStopping monitors {self.monitor!r}, which this fit does not record "
-                f"(it records {sorted(history)}); pass validation_data or "
-                f"validation_split, or choose another monitor"
-            )
+            raise unrecorded_monitor("EarlyStopping", self.monitor, history)
         value = float(history[self.monitor][-1])
-        sign = 1.0 if "loss" in self.monitor else -1.0
-        if self.best is None or sign * (self.best - value) > self.min_delta:
+        if improved(self.monitor, self.best, value, self.min_delta):
             self.best = value
             self.best_epoch = epoch
             self._wait = 0
@@ -148,3 +145,27 @@ class EarlyStopping(Callback):
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience!r}, "
                 f"min_delta={self.min_delta!r}, "
                 f"restore_best_weights={self.restore_best_weights!r})")
+
+
+def check_callbacks(callbacks):
+    """`callbacks` as a list, each entry with at least one hook, or TypeError.
+
+    Parameters
+    ----------
+    callbacks : list or tuple of callback objects, or None
+
+    Returns
+    -------
+    callbacks : list
+    """
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of callback objects, got {callbacks!r}")
+    for callback in callbacks:
+        if not any(callable(getattr(callback, hook, None)) for hook in _HOOKS):
+            raise TypeError(
+                f"callbacks entries need at least one of the methods {_HOOKS}, "
+                f"got {callback!r}"
+            )
+    return list(callbacks)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from ._validation import Interval, Options, check_params
+from ._contract import MONITORS, Interval, Options, check_params, improved, unrecorded_monitor
 
 __all__ = [
     "Schedule",
@@ -119,7 +119,7 @@ class ReduceOnPlateau(Schedule):
     """
 
     _parameter_constraints = {
-        "monitor": Options(("val_loss", "loss", "val_accuracy", "accuracy")),
+        "monitor": Options(MONITORS),
         "factor": Interval(Real, 0, 1, closed="neither"),
         "patience": Interval(Integral, 0, None, closed="left"),
         "min_delta": Interval(Real, 0, None, closed="left"),
@@ -146,21 +146,16 @@ class ReduceOnPlateau(Schedule):
 
     def update(self, epoch, metrics):
         if self.monitor not in metrics:
-            raise ValueError(
-                f"ReduceOnPlateau monitors {self.monitor!r}, which this fit does not "
-                f"record (it records {sorted(metrics)}); pass validation data or "
-                f"choose another monitor"
-            )
+            raise unrecorded_monitor("ReduceOnPlateau", self.monitor, metrics)
         value = float(metrics[self.monitor])
-        sign = 1.0 if "loss" in self.monitor else -1.0
-        improved = self._best is None or sign * (self._best - value) > self.min_delta
-        if improved:
+        better = improved(self.monitor, self._best, value, self.min_delta)
+        if better:
             self._best = value
             self._wait = 0
         if self._cooling > 0:
             # an epoch of the cooldown after a reduction: never counts toward patience
             self._cooling -= 1
-        elif not improved:
+        elif not better:
             self._wait += 1
             if self._wait >= self.patience:
                 self._scale *= self.factor
@@ -178,7 +173,7 @@ class ReduceOnPlateau(Schedule):
         self._cooling = int(state["cooling"])
 
 
-_NAMES = {
+SCHEDULES = {
     "constant": Constant,
     "step": StepDecay,
     "exponential": ExponentialDecay,
@@ -194,17 +189,17 @@ def make_schedule(schedule):
         return Constant()
     if isinstance(schedule, Schedule):
         return schedule
-    if isinstance(schedule, str) and schedule in _NAMES:
-        return _NAMES[schedule]()
+    if isinstance(schedule, str) and schedule in SCHEDULES:
+        return SCHEDULES[schedule]()
     raise ValueError(
-        f"schedule must be None, one of {sorted(_NAMES)} or a fastbp.schedules.Schedule, "
+        f"schedule must be None, one of {sorted(SCHEDULES)} or a fastbp.schedules.Schedule, "
         f"got {schedule!r}"
     )
 
 
 def schedule_from_config(name, config, state):
     """Rebuild a schedule saved as (class name, get_config(), get_state())."""
-    classes = {cls.__name__: cls for cls in _NAMES.values()}
+    classes = {cls.__name__: cls for cls in SCHEDULES.values()}
     if name not in classes:
         raise ValueError(f"unknown schedule {name!r}")
     schedule = classes[name](**config)

@@ -1,50 +1,57 @@
-"""Trainer: loss, optimizer, regularization and the fit loop around the kernels."""
+"""Trainer: the driver of training. It checks, runs epochs, and decides.
+
+The maths lives elsewhere: the epoch kernel computes (forward, delta
+recursion, gradients, updates), the optimizer objects of _optimizers.py own
+the update rules and their state, _io.py the files, _contract.py the
+parameters. The fit loop decides what an epoch's outcome means: keep it,
+roll it back (one context manager), stop, report.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import sys
 import time
 import warnings
-from numbers import Integral, Real
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
-from ._validation import (
-    Interval,
-    Options,
-    _all_finite,
-    check_inputs,
+from . import _io, _kernels
+from ._concurrency import UsageGuard, in_main_thread
+from ._contract import (
+    FIT_CONSTRAINTS,
+    LOSS_CODES,
+    TRAINER_CONSTRAINTS,
+    TRAINER_RULES,
     check_params,
+    check_rules,
+    check_seed,
+    signature_defaults,
+    unrecorded_monitor,
+)
+from ._data import (
+    all_finite,
+    check_inputs,
     check_targets,
+    held_out_split,
     non_finite_message,
 )
-from .network import (
-    Network,
-    _atomic_savez,
-    _check_seed,
-    _in_main_thread,
-    _read_npz,
-    _UsageGuard,
-)
-from .schedules import Schedule, make_schedule, schedule_from_config
+from ._optimizers import make_optimizer
+from ._parameters import layer_views
+from .callbacks import check_callbacks
+from .network import Network
+from .schedules import Constant, Schedule, make_schedule
 
 __all__ = ["Trainer", "DivergenceError"]
 
 logger = logging.getLogger("fastbp")
 
-# Checkpoint file layout (.npz, read with allow_pickle=False):
-#   format, format_version   "fastbp.checkpoint", CHECKPOINT_VERSION
-#   meta                     JSON: config, schedule [class, config, state], epoch,
-#                            updates, state_owner, rng (bit generator state), history
-#   state1, state2           optimizer state in the flat parameter layout (or empty)
-#   network_*                the network, as in a network file
-CHECKPOINT_FORMAT = "fastbp.checkpoint"
-CHECKPOINT_VERSION = 1
+# Trainer arguments that configure the update rules (each rule takes its own)
+_OPTIMIZER_SETTINGS = ("momentum", "nesterov", "weight_decay", "rho", "beta1", "beta2",
+                       "epsilon")
 
 
 class DivergenceError(FloatingPointError):
@@ -55,11 +62,26 @@ class DivergenceError(FloatingPointError):
     """
 
 
-def _count(value, name):
-    """A checkpoint's non-negative integer count, refused in any other form."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
+class _Outcome(NamedTuple):
+    """What one run of the epoch kernel did."""
+
+    total: float        # sum over batches of m_B J_B
+    n_correct: int      # correct predictions, each before its batch's update
+    finite: bool        # loss and parameters finite at the end
+
+
+class _Rollback:
+    """The parameters and optimizer state at the start of an epoch, to put back."""
+
+    def __init__(self, network, optimizer):
+        self._params = network._params
+        self._saved = network._params.copy()
+        self._optimizer = optimizer
+        self._optimizer_saved = optimizer.snapshot()
+
+    def undo(self):
+        self._params[...] = self._saved
+        self._optimizer.restore(self._optimizer_saved)
 
 
 class Trainer:
@@ -146,27 +168,12 @@ class Trainer:
         current epoch.
     """
 
-    _parameter_constraints = {
-        "loss": Options(("mse", "cross_entropy")),
-        "learning_rate": Interval(Real, 0, None, closed="neither"),
-        "batch_size": Interval(Integral, 1, None, closed="left"),
-        "l2": Interval(Real, 0, None, closed="left"),
-        "optimizer": Options(("sgd", "rmsprop", "adam", "adamw")),
-        "momentum": Interval(Real, 0, 1, closed="left"),
-        "shuffle": Options((True, False)),
-        "l1": Interval(Real, 0, None, closed="left"),
-        "nesterov": Options((True, False)),
-        "rho": Interval(Real, 0, 1, closed="left"),
-        "beta1": Interval(Real, 0, 1, closed="left"),
-        "beta2": Interval(Real, 0, 1, closed="left"),
-        "epsilon": Interval(Real, 0, None, closed="neither"),
-        "on_divergence": Options(("raise", "warn")),
-    }
+    _parameter_constraints = TRAINER_CONSTRAINTS
 
     def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
                  optimizer="sgd", momentum=0.0, shuffle=True, seed=None, *, l1=0.0,
                  nesterov=False, weight_decay=None, rho=0.9, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8, schedule=None, on_divergence="raise"):
+                 epsilon=1e-8, on_divergence="raise", schedule=None):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         self.network = network
@@ -177,7 +184,7 @@ class Trainer:
         self.optimizer = optimizer
         self.momentum = momentum
         self.shuffle = shuffle
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.l1 = l1
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -188,21 +195,17 @@ class Trainer:
         self.schedule = make_schedule(schedule)
         self.on_divergence = on_divergence
         self._validate_params()
-        self._guard = _UsageGuard("Trainer")
+        self._guard = UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
+        self._optimizer = None      # the update rule's object, with its state
         empty = np.empty(0, dtype=network.dtype)
-        # optimizer state, in the layout of the network's flat parameters
-        self._state1 = empty        # velocity, squared-gradient average, or first moment
-        self._state2 = empty        # Adam's second moment
-        self._state_owner = None    # the optimizer the state belongs to
-        self._grads = empty         # gradient scratch for the non-fused rules
-        self._updates = 0           # updates made, Adam's t
-        self._work = empty
+        self._gradients = empty     # gradient scratch of the rules that need one
+        self._work = empty          # the kernels' work vector
         self.history = {}
         self.epoch = 0
         self.stop_training = False
 
-    # ------------------------------------------------------------- validation
+    # ------------------------------------------------------------- checks
 
     def _validate_params(self):
         """Check every hyperparameter; raises before anything changes."""
@@ -212,16 +215,7 @@ class Trainer:
         check_params(params, self._parameter_constraints)
         if not isinstance(self.schedule, Schedule):
             raise TypeError(f"schedule must be a fastbp.schedules.Schedule, got {self.schedule!r}")
-        if self.weight_decay is not None:
-            check_params({"weight_decay": self.weight_decay},
-                         {"weight_decay": Interval(Real, 0, None, closed="left")})
-        if self.momentum != 0 and self.optimizer != "sgd":
-            raise ValueError(
-                f"momentum applies to optimizer='sgd' only, got momentum={self.momentum!r} "
-                f"with optimizer={self.optimizer!r}"
-            )
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
+        check_rules(params, TRAINER_RULES)
         if self.loss == "cross_entropy" and self.network.output == "identity":
             raise ValueError(
                 "loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
@@ -236,6 +230,8 @@ class Trainer:
                                      name=names[1])
         return X, Y, is_labels
 
+    # ------------------------------------------------------------ buffers
+
     def _workspace(self, capacity):
         """The work vector for batches of `capacity` rows, grown only when needed."""
         size = _kernels.workspace_size(self.network._sizes, capacity)
@@ -243,49 +239,44 @@ class Trainer:
             self._work = np.empty(size, dtype=self.network.dtype)
         return self._work
 
-    def _penalty(self):
-        """(l2 / 2) sum ||W||_F^2 + l1 sum |W|_1 at the current weights."""
-        total = 0.0
-        for weight in self.network.weights:
-            if self.l2:
-                total += 0.5 * self.l2 * float(np.dot(weight.ravel(), weight.ravel()))
-            if self.l1:
-                total += self.l1 * float(np.abs(weight).sum())
-        return total
-
-    @property
-    def _decay(self):
-        """The decoupled weight decay in force."""
-        if self.weight_decay is None:
-            return 0.01 if self.optimizer == "adamw" else 0.0
-        return float(self.weight_decay)
-
-    def _prepare_state(self):
-        """Allocate the optimizer state the current settings need, once.
-
-        State belongs to one optimizer: switching optimizer starts it afresh
-        (zeros); everything else (more fit calls, a new learning rate) keeps it.
-        """
+    def _gradient_buffer(self, rule):
+        """Gradient scratch in the parameter layout where the rule needs one, else empty."""
         params = self.network._params
-        if self._state_owner != self.optimizer:
-            empty = np.empty(0, dtype=params.dtype)
-            self._state1 = self._state2 = empty
-            self._updates = 0
-            self._state_owner = self.optimizer
-        if self._state1.size == 0 and (self.optimizer != "sgd" or self.momentum):
-            self._state1 = np.zeros_like(params)
-        if self._state2.size == 0 and self.optimizer in ("adam", "adamw"):
-            self._state2 = np.zeros_like(params)
-        fused = (self.optimizer == "sgd" and not self.l1 and not self._decay
-                 and not self.nesterov)
-        if self._grads.size == 0 and not fused:
-            self._grads = np.empty_like(params)
+        if _kernels.needs_gradients(rule) and self._gradients.size != params.size:
+            self._gradients = np.empty_like(params)
+        return self._gradients
+
+    def _ready_optimizer(self):
+        """The current rule's object with the current settings, its state allocated."""
+        settings = {name: getattr(self, name) for name in _OPTIMIZER_SETTINGS}
+        self._optimizer = make_optimizer(self._optimizer, self.optimizer, self.network.dtype,
+                                         settings)
+        self._optimizer.allocate(self.network._params)
+        return self._optimizer
+
+    def _resume_optimizer(self, owner, updates, slots):
+        """The optimizer of a checkpoint: rule `owner` (or None), its count and state."""
+        self._optimizer = None
+        if owner is not None:
+            settings = {name: getattr(self, name) for name in _OPTIMIZER_SETTINGS}
+            self._optimizer = make_optimizer(None, owner, self.network.dtype, settings)
+            self._optimizer.updates = updates
+            self._optimizer.load_slots(slots)
 
     @property
     def _loss_code(self):
-        return _kernels.LOSS_CODES[self.loss]
+        return LOSS_CODES[self.loss]
+
+    def _penalty(self):
+        """(l2 / 2) sum ||W||_F^2 + l1 sum |W|_1 at the current weights, as J has it."""
+        net = self.network
+        return _kernels.penalty(net._params, net._sizes, float(self.l2), float(self.l1))
 
     # ------------------------------------------------------------------ API
+
+    @property
+    def current_learning_rate(self):
+        return float(self.schedule.rate(self.epoch, float(self.learning_rate)))
 
     def loss_and_gradients(self, X, Y):
         """The objective J and its gradients on one batch, without an update.
@@ -298,7 +289,7 @@ class Trainer:
         Returns
         -------
         loss : float
-            J on the batch, L2 penalty included.
+            J on the batch, L2 and L1 penalties included.
         grad_weights : list of ndarray of shape (n_l, n_{l-1})
             dJ/dW^l.
         grad_biases : list of ndarray of shape (n_l,)
@@ -313,38 +304,56 @@ class Trainer:
                 net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
                 self._workspace(X.shape[0]), float(self.l2), float(self.l1),
             )
-        grad_weights, grad_biases, offset = [], [], 0
-        for weight, bias in zip(net.weights, net.biases):
-            grad_weights.append(grads[offset:offset + weight.size].reshape(weight.shape))
-            offset += weight.size
-            grad_biases.append(grads[offset:offset + bias.size])
-            offset += bias.size
+        grad_weights, grad_biases = layer_views(grads, net._sizes)
         return float(loss), grad_weights, grad_biases
 
     def step(self, X, Y):
         """One update from one mini-batch (all of X and Y).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_0)
+            The batch's inputs.
+        Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+            The batch's targets.
+
         Returns
         -------
         loss : float
-            J on the batch before the update.
+            J on the batch before the update; NaN when the step diverged and
+            ``on_divergence='warn'`` (the parameters were then restored).
+
+        Raises
+        ------
+        DivergenceError
+            When the update makes the loss or parameters NaN or infinite
+            (after restoring them), unless ``on_divergence='warn'``.
         """
         self._validate_params()
         X, Y, _ = self._check_data(X, Y)
         with self._guard.writing("step"), self.network._guard.writing("step"):
-            total, _, _ = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0],
-                                       "this step", self.current_learning_rate)
-        if total is None:       # diverged with on_divergence="warn"
-            return float("nan")
-        return total / X.shape[0]
+            rate = self.current_learning_rate
+            with self._rollback() as rollback:
+                outcome = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], rate,
+                                          "this step")
+            if not outcome.finite:
+                rollback.undo()
+                self._diverged("this step", rate, stacklevel=3)
+                return float("nan")
+        return outcome.total / X.shape[0]
 
     def evaluate(self, X, Y):
         """Objective and accuracy on a data set, without any update.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_0)
+        Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+
         Returns
         -------
         metrics : dict
-            ``loss`` (J with the L2 penalty, as in training) and, when Y holds
+            ``loss`` (J with the penalties, as in training) and, when Y holds
             class labels or one-hot rows, ``accuracy``.
         """
         self._validate_params()
@@ -358,10 +367,6 @@ class Trainer:
         if is_labels:
             metrics["accuracy"] = n_correct / X.shape[0]
         return metrics
-
-    @property
-    def current_learning_rate(self):
-        return float(self.schedule.rate(self.epoch, float(self.learning_rate)))
 
     def fit(self, X, Y, epochs=30, validation_data=None, verbose=0, *,
             validation_split=0.0, callbacks=None):
@@ -409,29 +414,26 @@ class Trainer:
             restored first, and the history keeps every finished epoch.
         """
         self._validate_params()
-        check_params({"epochs": epochs, "verbose": verbose, "validation_split": validation_split}, {
-            "epochs": Interval(Integral, 0, None, closed="left"),
-            "verbose": Interval(Integral, 0, 2, closed="both"),
-            "validation_split": Interval(Real, 0, 1, closed="left"),
-        })
-        callbacks = self._check_callbacks(callbacks)
+        check_params({"epochs": epochs, "verbose": verbose, "validation_split": validation_split},
+                     FIT_CONSTRAINTS)
+        callbacks = check_callbacks(callbacks)
         # NaN or infinity in X: found by the first epoch's kernel in the rows
         # of each batch it reads (in cache) instead of by a pass of its own
         # over X; the fit is then undone (below) and refused like any other
         deferred = int(epochs) > 0
         X, Y, is_labels = self._check_data(X, Y, check_finite=not deferred)
+        validation = None
         if validation_data is not None:
             if validation_split:
                 raise ValueError("give validation_data or validation_split, not both")
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, Y_val)")
-            X_val, Y_val, val_is_labels = self._check_data(
+            validation = self._check_data(
                 *validation_data, names=("validation_data[0]", "validation_data[1]")
             )
-        else:
-            val_is_labels = is_labels
-
         validating = validation_data is not None or bool(validation_split)
+        val_is_labels = validation[2] if validation is not None else is_labels
+
         keys = ["loss"] + (["accuracy"] if is_labels else [])
         if validating:
             keys += ["val_loss"] + (["val_accuracy"] if val_is_labels else [])
@@ -440,11 +442,7 @@ class Trainer:
         for watcher in [self.schedule, *callbacks]:
             monitor = getattr(watcher, "monitor", None)
             if monitor is not None and monitor not in history:
-                raise ValueError(
-                    f"{type(watcher).__name__} monitors {monitor!r}, which this fit does "
-                    f"not record (it records {keys}); pass validation_data or "
-                    f"validation_split, or choose another monitor"
-                )
+                raise unrecorded_monitor(type(watcher).__name__, monitor, keys)
 
         with self._guard.writing("fit"), self.network._guard.writing("fit"):
             # the fit draws (split, permutations) from a copy of the generator,
@@ -453,29 +451,26 @@ class Trainer:
             rng_before = self._rng
             rng = copy.deepcopy(rng_before)
             if validation_split:
-                train, held_out = self._split(Y, is_labels, float(validation_split), rng)
-                X, X_val = X[train], X[held_out]
-                Y, Y_val = Y[train], Y[held_out]
-                if deferred and not _all_finite(X_val):     # the kernel reads X only
+                train, held_out = held_out_split(Y, is_labels, float(validation_split), rng)
+                validation = (X[held_out], Y[held_out], is_labels)
+                X, Y = X[train], Y[train]
+                if deferred and not all_finite(validation[0]):     # the kernel reads X only
                     raise ValueError(non_finite_message("X", self.network.dtype))
             self._rng = rng
             try:
-                self._fit_loop(X, Y, is_labels, X_val if validating else None,
-                               Y_val if validating else None,
-                               val_is_labels if validating else False,
-                               int(epochs), verbose, callbacks, history, deferred)
+                self._fit_loop(X, Y, is_labels, validation, int(epochs), verbose, callbacks,
+                               history, check_inputs=deferred)
             except _kernels.NonFiniteInput:
-                # _run_epoch has put back the parameters and optimizer state
+                # the rollback has put back the parameters and optimizer state
                 self._rng = rng_before
                 raise ValueError(non_finite_message("X", self.network.dtype)) from None
         return history
 
-    def _fit_loop(self, X, Y, is_labels, X_val, Y_val, val_is_labels, epochs, verbose,
-                  callbacks, history, check_inputs):
-        validating = X_val is not None
+    def _fit_loop(self, X, Y, is_labels, validation, epochs, verbose, callbacks, history,
+                  check_inputs):
         n_samples = X.shape[0]
         no_order = np.empty(0, dtype=np.intp)
-        progress = self._progress(epochs) if verbose == 1 else None
+        bar = self._progress_bar(epochs) if verbose == 1 else None
         self.stop_training = False
         for callback in callbacks:
             if hasattr(callback, "on_fit_begin"):
@@ -484,34 +479,34 @@ class Trainer:
             for _ in range(epochs):
                 started = time.perf_counter()
                 rate = self.current_learning_rate
+                where = f"epoch {self.epoch + 1}"
                 order = self._rng.permutation(n_samples) if self.shuffle else no_order
-                validate = (lambda: self._evaluate(X_val, Y_val, val_is_labels)) \
-                    if validating else None
-                total, n_correct, metrics = self._run_epoch(
-                    X, Y, order, int(self.batch_size), f"epoch {self.epoch + 1}", rate,
-                    validate, check_inputs,
-                )
+                with self._rollback() as rollback:
+                    outcome = self._run_epoch(X, Y, order, int(self.batch_size), rate, where,
+                                              check_inputs)
                 check_inputs = False        # the first epoch has read every row
                 # drop this epoch's permutation before the next one is drawn:
                 # one alive at a time, so a fit's peak memory does not grow
                 order = None
-                if total is None:       # diverged with on_divergence="warn"
+                metrics = None
+                finite = outcome.finite
+                if finite and validation is not None:
+                    # finite weights can still overflow the outputs: a NaN or
+                    # infinite validation loss right after the epoch is divergence too
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        metrics = self._evaluate(*validation)
+                    finite = all(np.isfinite(value) for value in metrics.values())
+                if not finite:
+                    rollback.undo()
+                    self._diverged(where, rate, stacklevel=4)
                     break
                 self.epoch += 1
-                record = {"loss": total / n_samples}
-                if is_labels:
-                    record["accuracy"] = n_correct / n_samples
-                if validating:
-                    record["val_loss"] = metrics["loss"]
-                    if val_is_labels:
-                        record["val_accuracy"] = metrics["accuracy"]
-                record["learning_rate"] = rate
-                record["epoch_seconds"] = time.perf_counter() - started
+                record = self._record(outcome, n_samples, is_labels, metrics, rate, started)
                 for key, value in record.items():
                     history[key].append(value)
                     self.history.setdefault(key, []).append(value)
                 self.schedule.update(self.epoch - 1, record)
-                self._report(record, verbose, progress)
+                self._report(record, verbose, bar)
                 for callback in callbacks:
                     if hasattr(callback, "on_epoch_end"):
                         if callback.on_epoch_end(self, self.epoch, history):
@@ -519,8 +514,8 @@ class Trainer:
                 if self.stop_training:
                     break
         finally:
-            if progress is not None:
-                progress.close()
+            if bar is not None:
+                bar.close()
         for callback in callbacks:
             if hasattr(callback, "on_fit_end"):
                 callback.on_fit_end(self, history)
@@ -530,221 +525,178 @@ class Trainer:
 
         The optimizer state, schedule and epoch count carry on, so repeated
         calls train exactly like one `fit` call with as many epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_0)
+        Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+        validation_data, verbose, callbacks
+            As for `fit`.
+
+        Returns
+        -------
+        history : dict of list
+            As `fit` returns it, for this one epoch.
         """
         return self.fit(X, Y, epochs=1, validation_data=validation_data, verbose=verbose,
                         callbacks=callbacks)
 
-    def _check_callbacks(self, callbacks):
-        if callbacks is None:
-            return []
-        if not isinstance(callbacks, (list, tuple)):
-            raise TypeError(f"callbacks must be a list of callback objects, got {callbacks!r}")
-        hooks = ("on_fit_begin", "on_epoch_end", "on_fit_end")
-        for callback in callbacks:
-            if not any(callable(getattr(callback, hook, None)) for hook in hooks):
-                raise TypeError(
-                    f"callbacks entries need at least one of the methods {hooks}, "
-                    f"got {callback!r}"
-                )
-        return list(callbacks)
+    # ---------------------------------------------------------- one epoch
 
-    def _split(self, Y, is_labels, fraction, rng):
-        """Index arrays (train, held_out), drawn from the generator `rng`.
+    @contextmanager
+    def _rollback(self):
+        """A _Rollback of the state before the block; undone for a refused or broken epoch.
 
-        With class labels every class gives round(fraction * its count)
-        samples (at least one when it has two or more), so both parts keep
-        the class proportions.
+        NaN or infinity found in X (NonFiniteInput) undoes the block before
+        the error propagates; so does an interrupt that leaves non-finite
+        parameters (one that leaves finite ones keeps the completed batches).
+        For divergence the caller decides, with `undo()`.
         """
-        n_samples = Y.shape[0]
-        if is_labels:
-            labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] >= 0.5).astype(np.intp)
-            held = []
-            for label in np.unique(labels):
-                members = np.flatnonzero(labels == label)
-                count = int(round(fraction * members.size))
-                if count == 0 and members.size > 1:
-                    count = 1
-                held.append(rng.permutation(members)[:count])
-            held_out = np.sort(np.concatenate(held))
-        else:
-            count = int(round(fraction * n_samples))
-            held_out = np.sort(rng.permutation(n_samples)[:count])
-        if held_out.size == 0 or held_out.size == n_samples:
-            raise ValueError(
-                f"validation_split={fraction} leaves {n_samples - held_out.size} training and "
-                f"{held_out.size} validation samples of {n_samples}; both must be non-empty"
-            )
-        train = np.setdiff1d(np.arange(n_samples), held_out, assume_unique=True)
-        return train, held_out
+        rollback = _Rollback(self.network, self._ready_optimizer())
+        try:
+            yield rollback
+        except _kernels.NonFiniteInput:
+            rollback.undo()
+            raise
+        except KeyboardInterrupt:
+            if not all_finite(self.network._params):
+                rollback.undo()
+            raise
 
-    def _progress(self, epochs):
+    def _run_epoch(self, X, Y, order, batch_size, learning_rate, where, check_inputs=False):
+        """Run the epoch kernel once over (X, Y) and say what happened.
+
+        Batches follow `order` (empty: in order). Updates made count toward
+        the optimizer's t, also when an interrupt (KeyboardInterrupt between
+        two batches) ends the epoch early. With `check_inputs`, NaN or
+        infinity in X raises _kernels.NonFiniteInput before the batch that
+        holds it.
+        """
+        net = self.network
+        # a batch never holds more rows than the data (nor the work more room)
+        batch_size = min(int(batch_size), max(X.shape[0], 1))
+        optimizer = self._optimizer
+        rule = optimizer.rule(learning_rate, self.l2, self.l1)
+        moment1, moment2 = optimizer.moments()
+        counts = np.zeros(3)    # batches done, sum of m_B J_B, correct predictions
+        try:
+            total, n_correct = _kernels.train_epoch(
+                net._params, self._gradient_buffer(rule), moment1, moment2, net._sizes,
+                net._codes, self._loss_code, X, Y, order, batch_size,
+                self._workspace(batch_size), counts, rule, step=optimizer.updates,
+                check_signals=in_main_thread(), check_inputs=check_inputs,
+            )
+        except KeyboardInterrupt:
+            optimizer.updates += int(counts[0])
+            logger.info("interrupted in %s after %d batches", where, int(counts[0]))
+            raise
+        optimizer.updates += int(counts[0])
+        return _Outcome(total, n_correct, bool(np.isfinite(total)) and all_finite(net._params))
+
+    def _diverged(self, where, learning_rate, stacklevel):
+        """Raise DivergenceError, or with on_divergence='warn' warn and stop the fit."""
+        message = (
+            f"training diverged in {where}: the loss, validation loss or parameters became "
+            f"NaN or infinite. The parameters from before it were restored. Try decreasing "
+            f"the learning rate (now {learning_rate}), scaling the inputs, or "
+            f"using loss='cross_entropy' with a softmax or sigmoid output."
+        )
+        if self.on_divergence == "warn":
+            # stacklevel: the frame that called fit or step
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+            self.stop_training = True
+            return
+        raise DivergenceError(message)
+
+    # ---------------------------------------------------------- reporting
+
+    def _record(self, outcome, n_samples, is_labels, metrics, rate, started):
+        record = {"loss": outcome.total / n_samples}
+        if is_labels:
+            record["accuracy"] = outcome.n_correct / n_samples
+        if metrics is not None:
+            record["val_loss"] = metrics["loss"]
+            if "accuracy" in metrics:
+                record["val_accuracy"] = metrics["accuracy"]
+        record["learning_rate"] = rate
+        record["epoch_seconds"] = time.perf_counter() - started
+        return record
+
+    def _progress_bar(self, epochs):
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return None
         return tqdm(total=epochs, unit="epoch", desc="fastbp", leave=True)
 
-    def _report(self, record, verbose, progress):
+    def _report(self, record, verbose, bar):
         line = f"epoch {self.epoch}: " + ", ".join(
             f"{key} {value:.4g}" for key, value in record.items()
         )
         logger.info(line)
-        if progress is not None:
-            progress.set_postfix({key: f"{value:.4g}" for key, value in record.items()
-                                  if key != "epoch_seconds"}, refresh=False)
-            progress.update(1)
+        if bar is not None:
+            bar.set_postfix({key: f"{value:.4g}" for key, value in record.items()
+                             if key != "epoch_seconds"}, refresh=False)
+            bar.update(1)
         elif verbose:
             print(line, file=sys.stdout, flush=True)
 
-    # ------------------------------------------------------------- checkpoints
+    # --------------------------------------------------------- checkpoints
 
     def get_config(self):
-        """The constructor arguments (bar the network) as a JSON-serializable dict."""
-        config = {name: getattr(self, name) for name in self._parameter_constraints}
-        config.update(seed=self.seed, weight_decay=self.weight_decay)
-        return config
+        """The constructor arguments, bar the network and schedule.
+
+        Returns
+        -------
+        config : dict
+            Argument name -> value, JSON-serializable; ``Trainer(network,
+            **config)`` makes a trainer with the same settings.
+        """
+        return {name: getattr(self, name)
+                for name in signature_defaults(Trainer.__init__, skip=("self", "network",
+                                                                        "schedule"))}
 
     def save_checkpoint(self, path):
         """Write everything needed to resume training bit for bit.
 
-        The .npz file (read with allow_pickle=False) holds the network, the
-        hyperparameters, the optimizer state and update count, the schedule
-        and its position, the epoch count, the random generator's state and
-        the history. Saved atomically, like `Network.save`.
+        The .npz file (read with allow_pickle=False; format in fastbp._io)
+        holds the network, the hyperparameters, the optimizer state and
+        update count, the schedule and its position, the epoch count, the
+        random generator's state and the history. Saved atomically, like
+        `Network.save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write the .npz file.
         """
         with self._guard.reading("save_checkpoint"), \
                 self.network._guard.reading("save_checkpoint"):
-            self._prepare_state()
-            meta = {
-                "config": self.get_config(),
-                "schedule": [type(self.schedule).__name__, self.schedule.get_config(),
-                             self.schedule.get_state()],
-                "epoch": self.epoch,
-                "updates": self._updates,
-                "state_owner": self._state_owner,
-                "rng": self._rng.bit_generator.state,
-                "history": self.history,
-            }
-            arrays = {
-                "format": np.array(CHECKPOINT_FORMAT),
-                "format_version": np.array(CHECKPOINT_VERSION, dtype=np.int64),
-                "meta": np.array(json.dumps(meta)),
-                "state1": self._state1,
-                "state2": self._state2,
-            }
-            arrays.update(self.network._to_arrays(prefix="network_"))
-            _atomic_savez(path, arrays)
+            _io.save_checkpoint(self, path)
 
     @classmethod
     def load_checkpoint(cls, path):
-        """A Trainer (with its Network) restored from `save_checkpoint`'s file."""
-        source = os.fspath(path)
-        arrays = _read_npz(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-        network = Network._from_arrays(arrays, source, prefix="network_")
-        try:
-            meta = json.loads(str(arrays["meta"]))
-            config = dict(meta["config"])
-            name, schedule_config, schedule_state = meta["schedule"]
-            config["schedule"] = schedule_from_config(name, schedule_config, schedule_state)
-            trainer = cls(network, **config)
-            trainer.epoch = _count(meta["epoch"], "epoch")
-            trainer._updates = _count(meta["updates"], "updates")
-            owner = meta["state_owner"]
-            if owner is not None and owner not in _kernels.OPTIMIZER_CODES:
-                raise ValueError(f"unknown optimizer {owner!r}")
-            trainer._state_owner = owner
-            for key in ("state1", "state2"):
-                value = arrays[key]
-                if value.dtype != network.dtype or value.shape not in ((0,), network._params.shape):
-                    raise ValueError(f"{key} has dtype {value.dtype} and shape {value.shape}")
-                if not np.isfinite(value).all():
-                    raise ValueError(f"{key} contains NaN or infinity")
-                setattr(trainer, "_" + key, value.copy())
-            trainer._rng.bit_generator.state = meta["rng"]
-            history = meta["history"]
-            if not isinstance(history, dict) or not all(
-                isinstance(values, list) for values in history.values()
-            ):
-                raise ValueError("history must map names to lists")
-            trainer.history = {key: [float(v) for v in values] for key, values in history.items()}
-        except KeyError as exc:
-            raise ValueError(f"{source!r} is not a fastbp checkpoint: missing {exc}") from None
-        except (TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{source!r} is not a valid fastbp checkpoint: {exc}") from None
-        return trainer
+        """A Trainer (with its Network) restored from `save_checkpoint`'s file.
 
-    def _run_epoch(self, X, Y, order, batch_size, what, learning_rate, validate=None,
-                   check_inputs=False):
-        """Run the epoch kernel and account for how it ended.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A checkpoint written by `save_checkpoint`.
 
-        Normal end: returns (sum of m_B J_B, correct predictions, metrics),
-        where metrics is what `validate()` returns after the epoch, or None
-        without `validate`. NaN or inf in the loss, the parameters or the
-        metrics: restores the parameters and optimizer
-        state from before the epoch, then raises DivergenceError (or, with
-        on_divergence="warn", warns and returns (None, None)). Interrupted
-        (KeyboardInterrupt between two batches): keeps the parameters of the
-        last completed batch, counts its updates, and re-raises. With
-        check_inputs, NaN or infinity in X raises _kernels.NonFiniteInput
-        after the parameters and optimizer state from before the epoch are
-        restored.
+        Returns
+        -------
+        trainer : Trainer
+            Training it further gives, bit for bit, what the saved trainer
+            would have given.
+
+        Raises
+        ------
+        ValueError
+            For anything but a valid checkpoint (pickles included), naming the file.
         """
-        net = self.network
-        # a batch never holds more rows than the data (nor the work more room)
-        batch_size = min(int(batch_size), max(X.shape[0], 1))
-        self._prepare_state()
-        saved = [net._params.copy(), self._state1.copy(), self._state2.copy(), self._updates]
-        progress = np.zeros(3)
-        try:
-            total, n_correct = _kernels.train_epoch(
-                net._params, self._grads, self._state1, self._state2, net._sizes,
-                net._codes, self._loss_code, X, Y, order, batch_size,
-                self._workspace(batch_size), progress,
-                learning_rate=float(learning_rate), l2=float(self.l2), l1=float(self.l1),
-                optimizer=_kernels.OPTIMIZER_CODES[self.optimizer],
-                momentum=float(self.momentum), nesterov=bool(self.nesterov),
-                weight_decay=self._decay, rho=float(self.rho), beta1=float(self.beta1),
-                beta2=float(self.beta2), epsilon=float(self.epsilon), step=self._updates,
-                check_signals=_in_main_thread(), check_inputs=check_inputs,
-            )
-        except _kernels.NonFiniteInput:
-            self._restore(saved)
-            raise
-        except KeyboardInterrupt:
-            self._updates += int(progress[0])
-            if not np.isfinite(net._params).all():
-                self._restore(saved)
-            logger.info("interrupted in %s after %d batches", what, int(progress[0]))
-            raise
-        self._updates += int(progress[0])
-        if np.isfinite(total) and np.isfinite(net._params).all():
-            if validate is None:
-                return total, n_correct, None
-            # finite weights can still overflow the outputs: a NaN or infinite
-            # validation loss right after the epoch is divergence too
-            with np.errstate(over="ignore", invalid="ignore"):
-                metrics = validate()
-            if all(np.isfinite(value) for value in metrics.values()):
-                return total, n_correct, metrics
-        self._restore(saved)
-        message = (
-            f"training diverged in {what}: the loss, validation loss or parameters became "
-            f"NaN or infinite. The parameters from before it were restored. Try decreasing "
-            f"the learning rate (now {learning_rate}), scaling the inputs, or "
-            f"using loss='cross_entropy' with a softmax or sigmoid output."
-        )
-        if self.on_divergence == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-            self.stop_training = True
-            return None, None, None
-        raise DivergenceError(message)
+        return _io.load_checkpoint(cls, path)
 
-    def _restore(self, saved):
-        params, state1, state2, updates = saved
-        self.network._params[...] = params
-        self._state1[...] = state1
-        self._state2[...] = state2
-        self._updates = updates
+    # ------------------------------------------------------------- Python
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -753,24 +705,17 @@ class Trainer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._guard = _UsageGuard("Trainer")
-
-    _extra_defaults = {"l1": 0.0, "nesterov": False, "weight_decay": None, "rho": 0.9,
-                       "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
-                       "on_divergence": "raise"}
+        self._guard = UsageGuard("Trainer")
 
     def __repr__(self):
-        extras = "".join(
-            f", {name}={getattr(self, name)!r}"
-            for name, default in self._extra_defaults.items()
-            if getattr(self, name) != default
-        )
-        if type(self.schedule).__name__ != "Constant":
-            extras += f", schedule={self.schedule!r}"
-        return (
-            f"Trainer(network={self.network!r}, loss={self.loss!r}, "
-            f"learning_rate={self.learning_rate!r}, batch_size={self.batch_size!r}, "
-            f"l2={self.l2!r}, optimizer={self.optimizer!r}, momentum={self.momentum!r}, "
-            f"shuffle={self.shuffle!r}, seed={self.seed!r}{extras}, "
-            f"epochs_trained={self.epoch})"
-        )
+        parts = [f"network={self.network!r}"]
+        for name, (default, keyword_only) in signature_defaults(
+                Trainer.__init__, skip=("self", "network")).items():
+            value = getattr(self, name)
+            if name == "schedule":
+                if isinstance(value, Constant):
+                    continue
+            elif keyword_only and value == default:
+                continue
+            parts.append(f"{name}={value!r}")
+        return f"Trainer({', '.join(parts)}, epochs_trained={self.epoch})"

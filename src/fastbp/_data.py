@@ -1,112 +1,25 @@
-"""Checks at the Python boundary: hyperparameter constraints and input arrays.
+"""Data at the Python boundary: input and target arrays, and held-out splits.
 
-Everything a kernel receives passes through here first, so that the kernels
+Every array a kernel receives passes through here first, so that the kernels
 can trust their arguments. Every failure is a ValueError or TypeError that
-names the argument and says what was expected.
+names the argument and says what was expected. (Hyperparameters are checked
+by the contract in _contract.py.)
 """
 
 from __future__ import annotations
-
-import numbers
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _kernels
 
 __all__ = [
-    "Interval",
-    "Options",
-    "check_params",
-    "check_inputs",
-    "non_finite_message",
-    "check_targets",
+    "all_finite",
     "check_dtype",
+    "check_inputs",
+    "check_targets",
+    "held_out_split",
+    "non_finite_message",
 ]
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A real (or integer) number in [low, high], each end open or closed.
-
-    ``None`` for an end means unbounded on that side.
-    """
-
-    kind: type
-    low: float | None
-    high: float | None
-    closed: str = "both"  # "both", "left", "right" or "neither"
-
-    def describe(self):
-        kind = "an integer" if self.kind is numbers.Integral else "a real number"
-        left = "[" if self.closed in ("both", "left") else "("
-        right = "]" if self.closed in ("both", "right") else ")"
-        low = "-inf" if self.low is None else repr(self.low)
-        high = "inf" if self.high is None else repr(self.high)
-        return f"{kind} in {left}{low}, {high}{right}"
-
-    def accepts_type(self, value):
-        if isinstance(value, (bool, np.bool_)):
-            return False
-        if self.kind is numbers.Integral:
-            return isinstance(value, numbers.Integral)
-        return isinstance(value, numbers.Real)
-
-    def contains(self, value):
-        if self.kind is not numbers.Integral and not np.isfinite(value):
-            return False
-        if self.low is not None:
-            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
-                return False
-        if self.high is not None:
-            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
-                return False
-        return True
-
-
-@dataclass(frozen=True)
-class Options:
-    """One of a fixed set of strings (or booleans, or None)."""
-
-    values: tuple
-
-    def describe(self):
-        return "one of " + ", ".join(repr(v) for v in self.values)
-
-
-def check_params(params, constraints):
-    """Check each named value against its constraint.
-
-    Parameters
-    ----------
-    params : dict
-        Parameter name -> value.
-    constraints : dict
-        Parameter name -> Interval or Options.
-
-    Raises
-    ------
-    TypeError
-        When a value has the wrong type (a string where a number is wanted).
-    ValueError
-        When a value has the right type but lies outside its constraint.
-    """
-    for name, constraint in constraints.items():
-        if name not in params:
-            continue
-        value = params[name]
-        if isinstance(constraint, Interval):
-            if not constraint.accepts_type(value):
-                raise TypeError(
-                    f"{name} must be {constraint.describe()}, got {value!r} "
-                    f"of type {type(value).__name__}"
-                )
-            if not constraint.contains(value):
-                raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
-        else:
-            if any(type(value) is type(v) and value == v for v in constraint.values):
-                continue
-            raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
 
 
 def check_dtype(dtype):
@@ -120,7 +33,7 @@ def check_dtype(dtype):
     return resolved.type
 
 
-def _all_finite(array):
+def all_finite(array):
     """True when no entry is NaN or infinite.
 
     C-contiguous float32/float64 data (what the kernels run on) goes through
@@ -189,7 +102,7 @@ def check_inputs(X, n_features, dtype, name="X", check_finite=True):
         )
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=dtype)
-    if check_finite and not _all_finite(array):
+    if check_finite and not all_finite(array):
         raise ValueError(non_finite_message(name, dtype))
     return array
 
@@ -239,10 +152,53 @@ def check_targets(Y, n_samples, n_outputs, dtype, name="Y"):
         )
     with np.errstate(over="ignore"):
         targets = np.ascontiguousarray(array, dtype=dtype)
-    if not _all_finite(targets):
+    if not all_finite(targets):
         raise ValueError(f"{name} contains NaN or infinity")
     if n_outputs == 1:
         is_labels = bool(np.isin(targets, (0, 1)).all())
     else:
         is_labels = _kernels.one_hot_rows(targets)
     return targets, is_labels
+
+
+def held_out_split(Y, is_labels, fraction, rng):
+    """Index arrays (train, held_out) of a validation split, drawn from the generator `rng`.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets as `check_targets` returns them.
+    is_labels : bool
+        Whether Y holds classes (one-hot rows, or one 0/1 output).
+    fraction : float in (0, 1)
+        Share of the samples to hold out.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    train, held_out : ndarray of int
+        Sorted row indices. With class labels every class gives
+        round(fraction * its count) samples (at least one when it has two or
+        more), so both parts keep the class proportions.
+    """
+    n_samples = Y.shape[0]
+    if is_labels:
+        labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] >= 0.5).astype(np.intp)
+        held = []
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            count = int(round(fraction * members.size))
+            if count == 0 and members.size > 1:
+                count = 1
+            held.append(rng.permutation(members)[:count])
+        held_out = np.sort(np.concatenate(held))
+    else:
+        count = int(round(fraction * n_samples))
+        held_out = np.sort(rng.permutation(n_samples)[:count])
+    if held_out.size == 0 or held_out.size == n_samples:
+        raise ValueError(
+            f"validation_split={fraction} leaves {n_samples - held_out.size} training and "
+            f"{held_out.size} validation samples of {n_samples}; both must be non-empty"
+        )
+    train = np.setdiff1d(np.arange(n_samples), held_out, assume_unique=True)
+    return train, held_out

@@ -1,0 +1,236 @@
+"""The parameter contract: every option name, constraint and cross-parameter rule.
+
+Declared here once and read by the classes that take the parameters (their
+checks and errors), by `get_config`, `__repr__` and checkpoints (which read
+the names and defaults from the signatures), by the command line (its
+``choices``) and by the kernels' codes. `fastbp.baseline`, the test oracle,
+keeps its own names on purpose; a test checks that they agree.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import _kernels
+
+__all__ = [
+    "Interval",
+    "Options",
+    "check_params",
+    "check_rules",
+    "check_seed",
+    "signature_defaults",
+    "improved",
+    "unrecorded_monitor",
+    "HIDDEN_ACTIVATIONS",
+    "OUTPUT_ACTIVATIONS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "MONITORS",
+    "DTYPES",
+    "ACTIVATION_CODES",
+    "LOSS_CODES",
+    "TRAINER_CONSTRAINTS",
+    "TRAINER_RULES",
+    "FIT_CONSTRAINTS",
+]
+
+# ------------------------------------------------------------------- names
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
+LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy")
+DTYPES = ("float32", "float64")
+
+# What the kernels call them
+ACTIVATION_CODES = {"identity": _kernels.IDENTITY, "sigmoid": _kernels.SIGMOID,
+                    "tanh": _kernels.TANH, "relu": _kernels.RELU,
+                    "softmax": _kernels.SOFTMAX}
+LOSS_CODES = {"mse": _kernels.MSE, "cross_entropy": _kernels.CROSS_ENTROPY}
+
+# ------------------------------------------------------------ constraints
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A real (or integer) number in [low, high], each end open or closed.
+
+    ``None`` for an end means unbounded on that side.
+    """
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"  # "both", "left", "right" or "neither"
+
+    def describe(self):
+        kind = "an integer" if self.kind is numbers.Integral else "a real number"
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        low = "-inf" if self.low is None else repr(self.low)
+        high = "inf" if self.high is None else repr(self.high)
+        return f"{kind} in {left}{low}, {high}{right}"
+
+    def accepts_type(self, value):
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        if self.kind is numbers.Integral:
+            return isinstance(value, numbers.Integral)
+        return isinstance(value, numbers.Real)
+
+    def contains(self, value):
+        if self.kind is not numbers.Integral and not np.isfinite(value):
+            return False
+        if self.low is not None:
+            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
+                return False
+        if self.high is not None:
+            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of strings (or booleans)."""
+
+    values: tuple
+
+    def describe(self):
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+def check_params(params, constraints):
+    """Check each named value against its constraint.
+
+    Parameters
+    ----------
+    params : dict
+        Parameter name -> value; names without a constraint are not checked.
+    constraints : dict
+        Parameter name -> Interval, Options, or a list of those that may
+        also hold None (scikit-learn's form for "or None"): ``[Interval(...),
+        None]`` accepts None and otherwise checks the value against the
+        Interval.
+
+    Raises
+    ------
+    TypeError
+        When a value has the wrong type (a string where a number is wanted).
+    ValueError
+        When a value has the right type but lies outside its constraint.
+    """
+    for name, constraint in constraints.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if isinstance(constraint, list):
+            if value is None and None in constraint:
+                continue
+            (constraint,) = [entry for entry in constraint if entry is not None]
+        if isinstance(constraint, Interval):
+            if not constraint.accepts_type(value):
+                raise TypeError(
+                    f"{name} must be {constraint.describe()}, got {value!r} "
+                    f"of type {type(value).__name__}"
+                )
+            if not constraint.contains(value):
+                raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
+        else:
+            if any(type(value) is type(v) and value == v for v in constraint.values):
+                continue
+            raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
+
+
+def check_rules(params, rules):
+    """Check the rules between parameters: ValueError with the first broken rule's message.
+
+    Each rule is ``(broken, message)``: `broken(params)` is true when the
+    combination is refused, and `message` is formatted with the parameters.
+    """
+    for broken, message in rules:
+        if broken(params):
+            raise ValueError(message.format(**params))
+
+
+def check_seed(seed, name="seed"):
+    """`seed` as None or a non-negative int, or TypeError/ValueError naming it."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, Integral):
+        raise TypeError(f"{name} must be None or a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def signature_defaults(function, skip=("self",)):
+    """Parameter name -> (default, keyword-only) for `function`, in signature order."""
+    return {
+        name: (parameter.default, parameter.kind is inspect.Parameter.KEYWORD_ONLY)
+        for name, parameter in inspect.signature(function).parameters.items()
+        if name not in skip
+    }
+
+
+# ------------------------------------------------------- Trainer and fit
+
+TRAINER_CONSTRAINTS = {
+    "loss": Options(LOSSES),
+    "learning_rate": Interval(Real, 0, None, closed="neither"),
+    "batch_size": Interval(Integral, 1, None, closed="left"),
+    "l2": Interval(Real, 0, None, closed="left"),
+    "optimizer": Options(OPTIMIZERS),
+    "momentum": Interval(Real, 0, 1, closed="left"),
+    "shuffle": Options((True, False)),
+    "l1": Interval(Real, 0, None, closed="left"),
+    "nesterov": Options((True, False)),
+    "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+    "rho": Interval(Real, 0, 1, closed="left"),
+    "beta1": Interval(Real, 0, 1, closed="left"),
+    "beta2": Interval(Real, 0, 1, closed="left"),
+    "epsilon": Interval(Real, 0, None, closed="neither"),
+    "on_divergence": Options(("raise", "warn")),
+}
+
+TRAINER_RULES = (
+    (lambda p: p["momentum"] != 0 and p["optimizer"] != "sgd",
+     "momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
+     "with optimizer={optimizer!r}"),
+    (lambda p: bool(p["nesterov"]) and p["momentum"] == 0,
+     "nesterov=True needs optimizer='sgd' with momentum > 0"),
+)
+
+FIT_CONSTRAINTS = {
+    "epochs": Interval(Integral, 0, None, closed="left"),
+    "verbose": Interval(Integral, 0, 2, closed="both"),
+    "validation_split": Interval(Real, 0, 1, closed="left"),
+}
+
+# ------------------------------------------------------------- monitoring
+
+
+def improved(monitor, best, value, min_delta):
+    """Whether `value` of metric `monitor` improves on `best` by more than `min_delta`.
+
+    Losses improve by decreasing, accuracies by increasing; the first value
+    (`best` None) always improves.
+    """
+    sign = 1.0 if "loss" in monitor else -1.0
+    return best is None or sign * (best - value) > min_delta
+
+
+def unrecorded_monitor(watcher, monitor, recorded):
+    """The error of a callback or schedule that monitors a metric the fit does not record."""
+    return ValueError(
+        f"{watcher} monitors {monitor!r}, which this fit does not record (it records "
+        f"{list(recorded)}); pass validation_data or validation_split, or choose another "
+        f"monitor"
+    )
