@@ -32,13 +32,43 @@ class Callback:
     """Base class with no-op hooks; subclass and override what you need."""
 
     def on_fit_begin(self, trainer, history):
-        pass
+        """Called once when `fit` starts, before the first epoch.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            The trainer that runs the fit.
+        history : dict of list
+            The fit's history, empty lists at this point.
+        """
 
     def on_epoch_end(self, trainer, epoch, history):
+        """Called after each epoch.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        epoch : int
+            The trainer's epoch count (1 after its first epoch ever).
+        history : dict of list
+            The running fit's per-epoch values, this epoch's last.
+
+        Returns
+        -------
+        stop : bool
+            True to end the fit after this epoch.
+        """
         return False
 
     def on_fit_end(self, trainer, history):
-        pass
+        """Called once when `fit` ends, also when a callback stopped it.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        history : dict of list
+            The fit's history.
+        """
 
 
 class LambdaCallback(Callback):

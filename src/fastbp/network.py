@@ -210,16 +210,36 @@ class Network:
             target[...] = value
 
     def get_parameters(self):
-        """A copy of all parameters as one flat vector [W^1, b^1, W^2, b^2, ...]."""
+        """A copy of all parameters as one flat vector.
+
+        Returns
+        -------
+        flat : ndarray of shape (n_parameters,)
+            ``[W^1, b^1, W^2, b^2, ...]``, each W^l in C order.
+        """
         return self._params.copy()
 
     def set_parameters(self, flat):
-        """Set all parameters from a flat vector laid out as `get_parameters` returns."""
+        """Set all parameters from one flat vector.
+
+        Parameters
+        ----------
+        flat : array-like of shape (n_parameters,)
+            Laid out as `get_parameters` returns it; converted to the
+            network's dtype, and refused (ValueError, nothing changed) when
+            its shape is wrong or it holds NaN or infinity.
+        """
         flat = checked_parameter(flat, self._params.shape, self._dtype, "flat")
         self._params[...] = flat
 
     def copy(self):
-        """An independent copy of the network."""
+        """An independent copy of the network.
+
+        Returns
+        -------
+        network : Network
+            Same architecture, dtype and parameters, sharing no memory.
+        """
         clone = Network.__new__(Network)
         clone.__setstate__(self.__getstate__())
         return clone

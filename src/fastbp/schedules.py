@@ -33,21 +33,59 @@ class Schedule:
         check_params(vars(self), self._parameter_constraints)
 
     def rate(self, epoch, base_rate):
-        """The learning rate of epoch `epoch` (0-based) given the base rate."""
+        """The learning rate of one epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's index, 0 for the trainer's first.
+        base_rate : float
+            The trainer's ``learning_rate``.
+
+        Returns
+        -------
+        rate : float
+        """
         return base_rate
 
     def update(self, epoch, metrics):
-        """Called after each epoch with that epoch's metrics (a dict)."""
+        """Called after each epoch with what it recorded.
+
+        Parameters
+        ----------
+        epoch : int
+            The index of the epoch just finished (0-based).
+        metrics : dict
+            That epoch's values (``loss``, ``val_loss``, ...).
+        """
 
     def get_state(self):
-        """The schedule's position, as a JSON-serializable dict."""
+        """The schedule's position, for checkpoints.
+
+        Returns
+        -------
+        state : dict
+            JSON-serializable; `set_state` takes it back.
+        """
         return {}
 
     def set_state(self, state):
-        """Restore a position returned by `get_state`."""
+        """Restore a position.
+
+        Parameters
+        ----------
+        state : dict
+            As `get_state` returned it.
+        """
 
     def get_config(self):
-        """Constructor arguments, as a JSON-serializable dict."""
+        """The constructor arguments.
+
+        Returns
+        -------
+        config : dict
+            JSON-serializable; ``type(self)(**config)`` makes the same schedule.
+        """
         return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
     def __repr__(self):
@@ -183,8 +221,19 @@ SCHEDULES = {
 
 
 def make_schedule(schedule):
-    """A Schedule from None, a name ('constant', 'step', 'exponential',
-    'invscaling', 'plateau', each with default settings) or a Schedule."""
+    """A Schedule from a name, an instance or None.
+
+    Parameters
+    ----------
+    schedule : None, str or Schedule
+        None or 'constant': the base rate throughout; 'step', 'exponential',
+        'invscaling', 'plateau': that schedule with its default settings; a
+        Schedule instance is returned as it is.
+
+    Returns
+    -------
+    schedule : Schedule
+    """
     if schedule is None:
         return Constant()
     if isinstance(schedule, Schedule):
@@ -198,7 +247,21 @@ def make_schedule(schedule):
 
 
 def schedule_from_config(name, config, state):
-    """Rebuild a schedule saved as (class name, get_config(), get_state())."""
+    """Rebuild a schedule saved as (class name, get_config(), get_state()).
+
+    Parameters
+    ----------
+    name : str
+        The class name, one of the classes of SCHEDULES.
+    config : dict
+        Its `get_config`.
+    state : dict
+        Its `get_state`.
+
+    Returns
+    -------
+    schedule : Schedule
+    """
     classes = {cls.__name__: cls for cls in SCHEDULES.values()}
     if name not in classes:
         raise ValueError(f"unknown schedule {name!r}")
