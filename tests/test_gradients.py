@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import OUTPUT_LOSS_PAIRS, make_data, make_network, pair_id
+from helpers import OUTPUT_LOSS_PAIRS, make_data, make_network, pair_id
 
 from fastbp import Network, Trainer, baseline
 

@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     DTYPES,
     HIDDEN_ACTIVATIONS,
     OUTPUT_LOSS_PAIRS,

@@ -12,7 +12,7 @@ import pytest
 
 from fastbp import Network, Trainer, baseline
 
-from conftest import assert_close, make_network
+from helpers import assert_close, make_network
 
 # --------------------------------------------------------------------------
 # The independent reference

@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     assert_close,
     draw_architecture,
     flat,

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DTYPES, make_data, make_network, one_hot
+from helpers import DTYPES, make_data, make_network, one_hot
 
 from fastbp import DivergenceError, Network, Trainer
 
