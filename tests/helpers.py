@@ -17,7 +17,7 @@ import copy
 import numpy as np
 from hypothesis import strategies as st
 
-from fastbp import Network, _kernels, baseline
+from fastbp import Network, Trainer, _kernels, baseline
 
 # ------------------------------------------------------------------ constants
 
@@ -93,6 +93,28 @@ def classification(n_samples, n_features, n_classes, seed=0):
     """Inputs uniform in [0, 1) and random class labels."""
     rng = np.random.default_rng(seed)
     return rng.random((n_samples, n_features)), rng.integers(0, n_classes, n_samples)
+
+
+def random_classification(seed=0, n_samples=40, n_features=8, n_classes=3):
+    """Inputs uniform in [-1, 1) with random labels: the training set can only
+    be memorized, so the validation loss soon rises (overfitting on cue)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n_samples, n_features))
+    y = rng.integers(0, n_classes, size=n_samples)
+    return X, y
+
+
+def softmax_trainer(seed=0, sizes=(8, 20, 3), **options):
+    """A Trainer of a fresh softmax Network with cross-entropy; `options` override."""
+    net = Network(list(sizes), output="softmax", seed=seed)
+    options = {"loss": "cross_entropy", "learning_rate": 0.5, "batch_size": 5, "seed": seed,
+               **options}
+    return Trainer(net, **options)
+
+
+def without_times(history):
+    """A history without its wall-clock entry, for exact comparisons."""
+    return {key: value for key, value in history.items() if key != "epoch_seconds"}
 
 
 def one_hot(labels, n_classes, dtype=np.float64):
