@@ -4,15 +4,8 @@ callbacks, progress output and logging, partial_fit.
 Checkpoint files are in test_files.py; bad fit arguments in test_arguments.py.
 """
 
-import gc
-import json
 import logging
-import pickle
 import re
-import subprocess
-import sys
-import textwrap
-import warnings
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from fastbp import Network, Trainer, baseline
+from fastbp import Network, Trainer
 from helpers import (
     OUTPUT_LOSS_PAIRS,
     central_differences,
