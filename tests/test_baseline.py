@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fastbp import baseline
+from helpers import central_differences, copy_parameters, hidden_preactivations
 
 # (output, loss) pairs that make sense; identity + cross_entropy is rejected.
 PAIRS = [
@@ -38,12 +39,6 @@ def make_targets(n_samples, n_outputs, rng, dtype=np.float64):
     return (Y / Y.sum(axis=1, keepdims=True)).astype(dtype)
 
 
-def hidden_preactivations(weights, biases, X, activation):
-    """Z^l for the hidden layers, recomputed here to steer clear of relu kinks."""
-    activations = baseline.forward(weights, biases, X, activation, "identity")
-    return [A @ W.T + b for A, W, b in zip(activations[:-2], weights[:-1], biases[:-1])]
-
-
 def kink_free_problem(layer_sizes, n_samples, activation, margin=1e-2):
     """A deterministic (weights, biases, X, Y) with every hidden |z| > margin.
 
@@ -59,23 +54,6 @@ def kink_free_problem(layer_sizes, n_samples, activation, margin=1e-2):
     raise RuntimeError("no kink-free problem found")  # pragma: no cover
 
 
-def finite_difference_gradients(objective, weights, biases, step=1e-6):
-    """Central differences (J(theta + h) - J(theta - h)) / 2h, entry by entry."""
-    gradients = []
-    for parameter in list(weights) + list(biases):
-        gradient = np.zeros_like(parameter)
-        for index in np.ndindex(parameter.shape):
-            saved = parameter[index]
-            parameter[index] = saved + step
-            J_plus = objective()
-            parameter[index] = saved - step
-            J_minus = objective()
-            parameter[index] = saved
-            gradient[index] = (J_plus - J_minus) / (2 * step)
-        gradients.append(gradient)
-    return gradients[: len(weights)], gradients[len(weights):]
-
-
 # --------------------------------------------------------------------------
 # (a) gradients against finite differences
 # --------------------------------------------------------------------------
@@ -89,7 +67,7 @@ def test_gradients_match_finite_differences(activation, output, loss_name):
     options = dict(activation=activation, output=output, loss=loss_name, l2=0.07)
 
     J, grad_weights, grad_biases = baseline.loss_and_gradients(weights, biases, X, Y, **options)
-    numeric_weights, numeric_biases = finite_difference_gradients(
+    numeric_weights, numeric_biases = central_differences(
         lambda: baseline.loss(weights, biases, X, Y, **options), weights, biases
     )
 
@@ -178,10 +156,6 @@ def test_softmax_rows_sum_to_one_and_match_definition():
 # --------------------------------------------------------------------------
 # (c) train_epoch against explicit gradient steps
 # --------------------------------------------------------------------------
-
-
-def copy_parameters(weights, biases):
-    return [W.copy() for W in weights], [b.copy() for b in biases]
 
 
 @pytest.mark.parametrize("output, loss_name", [("sigmoid", "mse"), ("softmax", "cross_entropy")])

@@ -1,16 +1,11 @@
 """The fit loop's features: schedules, validation_split, early stopping,
-callbacks, progress output and logging, partial_fit, checkpoints.
+callbacks, progress output and logging, partial_fit.
+
+Checkpoint files are in test_files.py; bad fit arguments in test_arguments.py.
 """
 
-import gc
-import json
 import logging
-import pickle
 import re
-import subprocess
-import sys
-import textwrap
-import warnings
 
 import numpy as np
 import pytest
@@ -27,34 +22,10 @@ from fastbp import (
     Trainer,
 )
 from fastbp.schedules import Constant
+from helpers import random_classification, softmax_trainer, watching_fit, without_times
 
-# --------------------------------------------------------------------------
-# Data and helpers
-# --------------------------------------------------------------------------
-
-
-def classification(seed=0, n_samples=40, n_features=8, n_classes=3):
-    """Random inputs with random labels: the training set can only be
-    memorized, so the validation loss soon rises (overfitting on cue)."""
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, size=(n_samples, n_features))
-    y = rng.integers(0, n_classes, size=n_samples)
-    return X, y
-
-
-def make_trainer(seed=0, sizes=(8, 20, 3), **options):
-    net = Network(list(sizes), output="softmax", seed=seed)
-    options = {"loss": "cross_entropy", "learning_rate": 0.5, "batch_size": 5, "seed": seed,
-               **options}
-    return Trainer(net, **options)
-
-
-def without_times(history):
-    return {key: value for key, value in history.items() if key != "epoch_seconds"}
-
-
-TRAIN = classification(0)
-VALID = classification(1)
+TRAIN = random_classification(0)
+VALID = random_classification(1)
 
 
 # --------------------------------------------------------------------------
@@ -80,7 +51,7 @@ SCHEDULES = {
 def test_schedule_rates_are_as_documented_and_used(name):
     schedule, expected_rate = SCHEDULES[name]
     epochs = 12
-    trainer = make_trainer(learning_rate=BASE, schedule=schedule)
+    trainer = softmax_trainer(learning_rate=BASE, schedule=schedule)
     history = trainer.fit(*TRAIN, epochs=5)
     history_more = trainer.fit(*TRAIN, epochs=epochs - 5)     # the position carries on
     expected = [expected_rate(e) for e in range(epochs)]
@@ -90,7 +61,7 @@ def test_schedule_rates_are_as_documented_and_used(name):
 
     # the rates are really the ones used: a constant-rate twin given the
     # same rate epoch by epoch ends with the very same parameters
-    twin = make_trainer(learning_rate=BASE)
+    twin = softmax_trainer(learning_rate=BASE)
     for rate in expected:
         twin.learning_rate = rate
         twin.fit(*TRAIN, epochs=1)
@@ -99,9 +70,9 @@ def test_schedule_rates_are_as_documented_and_used(name):
 
 
 def test_learning_rate_is_in_the_history_of_every_fit():
-    history = make_trainer().fit(*TRAIN, epochs=3)
+    history = softmax_trainer().fit(*TRAIN, epochs=3)
     assert history["learning_rate"] == [0.5, 0.5, 0.5]
-    history = make_trainer().fit(*TRAIN, epochs=2, validation_data=VALID)
+    history = softmax_trainer().fit(*TRAIN, epochs=2, validation_data=VALID)
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                             "epoch_seconds"}
     assert all(seconds > 0 for seconds in history["epoch_seconds"])
@@ -176,7 +147,7 @@ def test_reduce_on_plateau_in_a_fit():
     base = 1e-9
     schedule = ReduceOnPlateau(monitor="val_loss", factor=0.5, patience=2, min_delta=1e-4,
                                min_rate=0.2 * base)
-    trainer = make_trainer(learning_rate=base, schedule=schedule)
+    trainer = softmax_trainer(learning_rate=base, schedule=schedule)
     history = trainer.fit(*TRAIN, epochs=9, validation_data=VALID)
     assert history["learning_rate"] == [base, base, base, base / 2, base / 2, base / 4,
                                         base / 4, 0.2 * base, 0.2 * base]
@@ -185,7 +156,7 @@ def test_reduce_on_plateau_in_a_fit():
 def test_schedule_position_survives_a_checkpoint(tmp_path):
     # a flat val_loss (see above): the rate halves after epochs 1 and 2 and 3
     schedule = ReduceOnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=1e-4)
-    trainer = make_trainer(learning_rate=1e-9, schedule=schedule, shuffle=False)
+    trainer = softmax_trainer(learning_rate=1e-9, schedule=schedule, shuffle=False)
     trainer.fit(*TRAIN, epochs=4, validation_data=VALID)
     path = tmp_path / "checkpoint.npz"
     trainer.save_checkpoint(path)
@@ -215,21 +186,15 @@ def labelled_rows(counts, seed=0):
 def spy_split(trainer, X, y, **fit_options):
     """(training rows, validation rows) that fit used, read from the data it was given."""
     seen = {}
-    run_epoch, evaluate = trainer._run_epoch, trainer._evaluate
 
-    def spy_run_epoch(X_train, *args, **kwargs):
+    def on_train(X_train):
         seen["train"] = X_train[:, 0].astype(int)
-        return run_epoch(X_train, *args, **kwargs)
 
-    def spy_evaluate(X_val, *args, **kwargs):
+    def on_validate(X_val):
         seen["valid"] = X_val[:, 0].astype(int)
-        return evaluate(X_val, *args, **kwargs)
 
-    trainer._run_epoch, trainer._evaluate = spy_run_epoch, spy_evaluate
-    try:
+    with watching_fit(trainer, on_train, on_validate):
         trainer.fit(X, y, epochs=1, **fit_options)
-    finally:
-        del trainer._run_epoch, trainer._evaluate
     return seen["train"], seen["valid"]
 
 
@@ -237,7 +202,7 @@ def spy_split(trainer, X, y, **fit_options):
 def test_validation_split_is_stratified_and_partitions_the_data(split):
     counts = [50, 30, 15, 5]
     X, y = labelled_rows(counts)
-    trainer = make_trainer(sizes=(8, 6, 4))
+    trainer = softmax_trainer(sizes=(8, 6, 4))
     train, valid = spy_split(trainer, X, y, validation_split=split)
     assert np.intersect1d(train, valid).size == 0
     assert np.array_equal(np.sort(np.concatenate([train, valid])), np.arange(len(y)))
@@ -262,12 +227,12 @@ def test_validation_split_with_2d_targets_holds_out_the_fraction():
 
 def test_validation_split_is_deterministic_per_seed():
     X, y = labelled_rows([30, 30, 20])
-    splits = [spy_split(make_trainer(seed=seed, sizes=(8, 6, 3)), X, y, validation_split=0.2)[1]
+    splits = [spy_split(softmax_trainer(seed=seed, sizes=(8, 6, 3)), X, y, validation_split=0.2)[1]
               for seed in (4, 4, 5)]
     np.testing.assert_array_equal(splits[0], splits[1])
     assert not np.array_equal(splits[0], splits[2])
     # and the whole fit with it, bit for bit
-    first, second = make_trainer(seed=4), make_trainer(seed=4)
+    first, second = softmax_trainer(seed=4), softmax_trainer(seed=4)
     h1 = first.fit(X, y, epochs=3, validation_split=0.2)
     h2 = second.fit(X, y, epochs=3, validation_split=0.2)
     assert without_times(h1) == without_times(h2)
@@ -276,7 +241,7 @@ def test_validation_split_is_deterministic_per_seed():
 
 
 def twins(**options):
-    return make_trainer(seed=3, **options), make_trainer(seed=3, **options)
+    return softmax_trainer(seed=3, **options), softmax_trainer(seed=3, **options)
 
 
 def assert_untouched(trainer, twin):
@@ -305,21 +270,6 @@ def test_validation_split_leaving_an_empty_part_is_rejected(n_samples, split):
     assert_untouched(trainer, twin)
 
 
-@pytest.mark.parametrize("split", [-0.1, 1.0, 1.5])
-def test_validation_split_out_of_range_is_rejected(split):
-    trainer, twin = twins()
-    with pytest.raises(ValueError, match="validation_split"):
-        trainer.fit(*TRAIN, epochs=1, validation_split=split)
-    assert_untouched(trainer, twin)
-
-
-def test_validation_split_with_validation_data_is_rejected():
-    trainer, twin = twins()
-    with pytest.raises(ValueError, match="validation_data or validation_split"):
-        trainer.fit(*TRAIN, epochs=1, validation_data=VALID, validation_split=0.2)
-    assert_untouched(trainer, twin)
-
-
 # --------------------------------------------------------------------------
 # EarlyStopping
 # --------------------------------------------------------------------------
@@ -337,7 +287,7 @@ def recorder():
 
 @pytest.mark.parametrize("patience", [1, 3])
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights(patience):
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     stopper = EarlyStopping(monitor="val_loss", patience=patience)
     snapshots, record = recorder()
     history = trainer.fit(*TRAIN, epochs=100, validation_data=VALID,
@@ -359,7 +309,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(patie
 def test_early_stopping_patience_counts_from_the_last_improvement():
     # in this run the validation loss gets worse at epoch 5 and better again
     # at epoch 6: patience 3 must not stop at epoch 7
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     stopper = EarlyStopping(patience=3)
     history = trainer.fit(*TRAIN, epochs=100, validation_data=VALID, callbacks=[stopper])
     val_loss = history["val_loss"]
@@ -370,7 +320,7 @@ def test_early_stopping_patience_counts_from_the_last_improvement():
 
 
 def test_early_stopping_without_restoring_keeps_the_last_weights():
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     snapshots, record = recorder()
     history = trainer.fit(*TRAIN, epochs=100, validation_data=VALID,
                           callbacks=[EarlyStopping(patience=2, restore_best_weights=False),
@@ -381,7 +331,7 @@ def test_early_stopping_without_restoring_keeps_the_last_weights():
 
 def test_early_stopping_on_training_loss_and_accuracy():
     # training accuracy on random labels climbs to 1 and then cannot improve
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     stopper = EarlyStopping(monitor="accuracy", patience=2)
     history = trainer.fit(*TRAIN, epochs=200, callbacks=[stopper])
     accuracy = history["accuracy"]
@@ -436,7 +386,7 @@ class Recorder(Callback):
 
 def test_callback_hooks_run_in_order():
     events = []
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     trainer.fit(*TRAIN, epochs=2, callbacks=[Recorder("a", events), Recorder("b", events)])
     assert events == [
         ("a", "begin", 0), ("b", "begin", 0),
@@ -457,13 +407,13 @@ def test_an_object_with_some_of_the_hooks_is_a_callback():
         def on_fit_end(self, trainer, history):
             seen.append(len(history["loss"]))
 
-    make_trainer().fit(*TRAIN, epochs=3, callbacks=[OnlyEnd()])
+    softmax_trainer().fit(*TRAIN, epochs=3, callbacks=[OnlyEnd()])
     assert seen == [3]
 
 
 def test_returning_true_stops_training_cleanly():
     events = []
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     stop_at_3 = LambdaCallback(on_epoch_end=lambda trainer, epoch, history: epoch == 3)
     history = trainer.fit(*TRAIN, epochs=10, callbacks=[stop_at_3, Recorder("r", events)])
     assert len(history["loss"]) == 3 and trainer.epoch == 3
@@ -477,7 +427,7 @@ def test_setting_stop_training_stops_training():
         if epoch == 2:
             trainer.stop_training = True
 
-    trainer = make_trainer()
+    trainer = softmax_trainer()
     history = trainer.fit(*TRAIN, epochs=10, callbacks=[LambdaCallback(on_epoch_end=stop_at_2)])
     assert len(history["loss"]) == 2 and trainer.epoch == 2
     assert len(trainer.fit(*TRAIN, epochs=3)["loss"]) == 3
@@ -517,14 +467,14 @@ def test_no_callbacks(callbacks):
 
 
 def test_verbose_0_prints_nothing(capfd):
-    make_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=0)
-    make_trainer().fit(*TRAIN, epochs=3)         # the default
+    softmax_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=0)
+    softmax_trainer().fit(*TRAIN, epochs=3)         # the default
     out, err = capfd.readouterr()
     assert out == "" and err == ""
 
 
 def test_verbose_2_prints_one_line_per_epoch(capfd):
-    make_trainer().fit(*TRAIN, epochs=4, validation_data=VALID, verbose=2)
+    softmax_trainer().fit(*TRAIN, epochs=4, validation_data=VALID, verbose=2)
     out, err = capfd.readouterr()
     lines = out.splitlines()
     assert len(lines) == 4 and err == ""
@@ -534,7 +484,7 @@ def test_verbose_2_prints_one_line_per_epoch(capfd):
 
 
 def test_verbose_1_renders_a_progress_bar_on_stderr(capfd):
-    make_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=1)
+    softmax_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=1)
     out, err = capfd.readouterr()
     assert out == ""
     assert "fastbp" in err and "3/3" in err and "epoch" in err
@@ -544,7 +494,7 @@ def test_verbose_1_renders_a_progress_bar_on_stderr(capfd):
 @pytest.mark.parametrize("verbose", [0, 2])
 def test_each_epoch_is_logged_at_info_level(caplog, capfd, verbose):
     with caplog.at_level(logging.INFO, logger="fastbp"):
-        make_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=verbose)
+        softmax_trainer().fit(*TRAIN, epochs=3, validation_data=VALID, verbose=verbose)
     records = [r for r in caplog.records if r.name == "fastbp"]
     assert len(records) == 3
     for epoch, record in enumerate(records, start=1):
@@ -554,7 +504,7 @@ def test_each_epoch_is_logged_at_info_level(caplog, capfd, verbose):
 
 def test_nothing_is_logged_above_info(caplog):
     with caplog.at_level(logging.WARNING, logger="fastbp"):
-        make_trainer().fit(*TRAIN, epochs=2)
+        softmax_trainer().fit(*TRAIN, epochs=2)
     assert caplog.records == []
 
 
@@ -578,151 +528,3 @@ def test_n_partial_fits_equal_one_fit_bit_for_bit(options):
                                   twin.network.get_parameters())
     assert without_times(twin.history) == without_times(history)
     assert twin.epoch == 5
-
-
-# --------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------
-
-RESUME = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from fastbp import Trainer
-
-    checkpoint, data, out, epochs = sys.argv[1:]
-    trainer = Trainer.load_checkpoint(checkpoint)
-    with np.load(data) as arrays:
-        X, y, X_val, y_val = (arrays[key] for key in ("X", "y", "X_val", "y_val"))
-    trainer.fit(X, y, epochs=int(epochs), validation_data=(X_val, y_val))
-    trainer.save_checkpoint(out)
-""")
-
-# Settings, made afresh for each trainer: a schedule object holds its
-# position, so two trainers must not share one.
-CHECKPOINTED = {
-    "momentum-plateau": lambda: dict(
-        learning_rate=0.2, momentum=0.9, l2=1e-3,
-        schedule=ReduceOnPlateau(patience=1, factor=0.5, min_delta=0.0)),
-    "adam-step": lambda: dict(
-        optimizer="adam", learning_rate=0.02, l1=1e-4,
-        schedule=StepDecay(step_size=3, gamma=0.5)),
-}
-
-
-@pytest.mark.parametrize("name", CHECKPOINTED)
-def test_resuming_in_a_new_process_is_bit_exact(tmp_path, name):
-    settings = CHECKPOINTED[name]
-    full, part = make_trainer(seed=3, **settings()), make_trainer(seed=3, **settings())
-    full.fit(*TRAIN, epochs=10, validation_data=VALID)
-    assert len(set(full.history["learning_rate"])) > 1     # the schedule had work to do
-
-    part.fit(*TRAIN, epochs=4, validation_data=VALID)
-    checkpoint = tmp_path / "epoch4.npz"
-    part.save_checkpoint(checkpoint)
-
-    # the checkpoint alone restores epoch, history and schedule position
-    restored = Trainer.load_checkpoint(checkpoint)
-    assert restored.epoch == 4 and restored.history == part.history
-    assert restored.current_learning_rate == part.current_learning_rate
-    assert repr(restored) == repr(part)
-
-    data = tmp_path / "data.npz"
-    np.savez(data, X=TRAIN[0], y=TRAIN[1], X_val=VALID[0], y_val=VALID[1])
-    out = tmp_path / "epoch10.npz"
-    result = subprocess.run([sys.executable, "-c", RESUME, str(checkpoint), str(data), str(out),
-                             "6"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-
-    resumed = Trainer.load_checkpoint(out)
-    np.testing.assert_array_equal(resumed.network.get_parameters(),
-                                  full.network.get_parameters())
-    assert resumed.epoch == full.epoch == 10
-    assert without_times(resumed.history) == without_times(full.history)
-    assert len(resumed.history["epoch_seconds"]) == 10
-    # and both go on alike: optimizer state and generator came through too
-    resumed.fit(*TRAIN, epochs=2, validation_data=VALID)
-    full.fit(*TRAIN, epochs=2, validation_data=VALID)
-    np.testing.assert_array_equal(resumed.network.get_parameters(),
-                                  full.network.get_parameters())
-
-
-def test_checkpoint_is_a_plain_npz_without_pickles(tmp_path):
-    trainer = make_trainer(optimizer="adam", learning_rate=0.01)
-    trainer.fit(*TRAIN, epochs=2)
-    path = tmp_path / "checkpoint.npz"
-    trainer.save_checkpoint(path)
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    assert str(arrays["format"]) == "fastbp.checkpoint"
-    assert all(array.dtype != object for array in arrays.values())
-    meta = json.loads(str(arrays["meta"]))
-    assert meta["epoch"] == 2 and meta["config"]["optimizer"] == "adam"
-    assert arrays["state1"].shape == arrays["state2"].shape == (trainer.network.n_parameters,)
-
-
-def rewrite(source, target, **changes):
-    with np.load(source, allow_pickle=False) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    arrays.update(changes)
-    np.savez(target, **arrays)
-
-
-def bad_checkpoints(tmp_path):
-    trainer = make_trainer(optimizer="adam", learning_rate=0.01)
-    trainer.fit(*TRAIN, epochs=1)
-    good = tmp_path / "good.npz"
-    trainer.save_checkpoint(good)
-    content = good.read_bytes()
-    files = {}
-
-    files["garbage"] = tmp_path / "garbage.npz"
-    files["garbage"].write_bytes(b"this is not a checkpoint\x00\xff" * 10)
-    files["empty"] = tmp_path / "empty.npz"
-    files["empty"].write_bytes(b"")
-    files["truncated"] = tmp_path / "truncated.npz"
-    files["truncated"].write_bytes(content[: len(content) // 2])
-    files["flipped"] = tmp_path / "flipped.npz"
-    flipped = bytearray(content)
-    flipped[len(content) // 3: len(content) // 3 + 64] = bytes(64)
-    files["flipped"].write_bytes(bytes(flipped))
-    files["wrong-version"] = tmp_path / "version.npz"
-    rewrite(good, files["wrong-version"], format_version=np.array(99, dtype=np.int64))
-    files["pickled-meta"] = tmp_path / "pickled.npz"
-    rewrite(good, files["pickled-meta"], meta=np.array([{"epoch": 1}], dtype=object))
-    files["pickle-file"] = tmp_path / "pickle.npz"
-    files["pickle-file"].write_bytes(pickle.dumps({"meta": "x"}))
-    files["bad-json"] = tmp_path / "json.npz"
-    rewrite(good, files["bad-json"], meta=np.array("{not json"))
-    files["wrong-state-shape"] = tmp_path / "state.npz"
-    rewrite(good, files["wrong-state-shape"], state1=np.zeros(3))
-    files["network-file"] = tmp_path / "network.npz"
-    trainer.network.save(files["network-file"])
-    return files
-
-
-BAD = ["garbage", "empty", "truncated", "flipped", "wrong-version", "pickled-meta",
-       "pickle-file", "bad-json", "wrong-state-shape", "network-file"]
-
-
-@pytest.mark.parametrize("kind", BAD)
-def test_bad_checkpoint_files_raise_value_error(tmp_path, kind):
-    path = bad_checkpoints(tmp_path)[kind]
-    # A refused load may leave numpy's file object to the garbage collector
-    # (tests/test_io.py::test_a_refused_load_closes_its_file is about that):
-    # collect it here so that its ResourceWarning does not surface elsewhere.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            Trainer.load_checkpoint(path)
-        except ValueError as exc:
-            message = str(exc)
-        else:
-            message = None
-        gc.collect()
-    assert message is not None, f"{kind} was loaded"
-    assert path.name in message
-
-
-def test_missing_checkpoint_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        Trainer.load_checkpoint(tmp_path / "nothing.npz")

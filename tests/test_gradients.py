@@ -11,9 +11,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import OUTPUT_LOSS_PAIRS, make_data, make_network, pair_id
 
-from fastbp import Network, Trainer, baseline
+from fastbp import Network, Trainer
+from helpers import (
+    OUTPUT_LOSS_PAIRS,
+    central_differences,
+    hidden_preactivations,
+    make_data,
+    make_network,
+    pair_id,
+    parameters_of,
+)
 
 STEP = 1e-6
 
@@ -29,14 +37,6 @@ ARCHITECTURES = {
 }
 
 
-def hidden_preactivations(net, X):
-    """Z^l of the hidden layers, recomputed in NumPy to find relu kinks."""
-    weights = [W.copy() for W in net.weights]
-    biases = [b.copy() for b in net.biases]
-    activations = baseline.forward(weights, biases, X, net.activation, "identity")
-    return [A @ W.T + b for A, W, b in zip(activations[:-2], weights[:-1], biases[:-1])]
-
-
 def kink_free_problem(sizes, activation, output, n_samples, margin=1e-3):
     """Network and data whose hidden |z| all exceed margin >> STEP.
 
@@ -47,31 +47,18 @@ def kink_free_problem(sizes, activation, output, n_samples, margin=1e-3):
         rng = np.random.default_rng(seed)
         net = make_network(sizes, activation, output, np.float64, seed=seed)
         X, Y = make_data(rng, n_samples, sizes)
-        if all(np.abs(Z).min() > margin for Z in hidden_preactivations(net, X)):
+        weights, biases = parameters_of(net)
+        Z_hidden = hidden_preactivations(weights, biases, X, net.activation)
+        if all(np.abs(Z).min() > margin for Z in Z_hidden):
             return net, X, Y
     raise RuntimeError("no kink-free problem found")  # pragma: no cover
 
 
 def finite_differences(trainer, X, Y):
-    """(J(theta + h e_i) - J(theta - h e_i)) / 2h for every parameter theta_i."""
+    """Central differences of J as Trainer.loss_and_gradients computes it."""
     net = trainer.network
-
-    def objective():
-        return trainer.loss_and_gradients(X, Y)[0]
-
-    gradients = []
-    for parameter in list(net.weights) + list(net.biases):
-        gradient = np.zeros_like(parameter)
-        for index in np.ndindex(parameter.shape):
-            saved = parameter[index]
-            parameter[index] = saved + STEP
-            J_plus = objective()
-            parameter[index] = saved - STEP
-            J_minus = objective()
-            parameter[index] = saved
-            gradient[index] = (J_plus - J_minus) / (2 * STEP)
-        gradients.append(gradient)
-    return gradients[:net.n_layers], gradients[net.n_layers:]
+    return central_differences(lambda: trainer.loss_and_gradients(X, Y)[0],
+                               net.weights, net.biases, STEP)
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.07])

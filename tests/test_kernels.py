@@ -11,17 +11,22 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     DTYPES,
     HIDDEN_ACTIVATIONS,
     OUTPUT_LOSS_PAIRS,
+    activation_codes,
     assert_close,
     assert_parameters_close,
+    avx2_rules,
+    loss_code,
     make_data,
     make_network,
     one_hot,
+    optimizer_state,
     pair_id,
     parameters_of,
+    small_batch_rows,
     zero_velocities,
 )
 
@@ -165,18 +170,15 @@ def test_shuffled_fit_matches_baseline_with_same_permutations(
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("small_batch_rows", [0, 64], ids=["all-blas", "all-small-kernels"])
-def test_fit_matches_baseline_on_either_gemm_path(dtype, small_batch_rows):
+@pytest.mark.parametrize("rows", [0, 64], ids=["all-blas", "all-small-kernels"])
+def test_fit_matches_baseline_on_either_gemm_path(dtype, rows):
     """The register-blocked small-batch products and BLAS give the same epoch."""
     net, X, Y = setup("tanh", "softmax", dtype, n_samples=50)
     weights, biases = parameters_of(net)
     trainer = Trainer(net, loss="cross_entropy", learning_rate=LEARNING_RATE,
                       batch_size=16, l2=0.01, shuffle=False)
-    old = _kernels._set_small_batch(small_batch_rows)
-    try:
+    with small_batch_rows(rows):
         history = trainer.fit(X, Y, epochs=1)
-    finally:
-        _kernels._set_small_batch(old)
 
     expected = baseline.train_epoch(
         weights, biases, X, Y, activation="tanh", output="softmax",
@@ -198,12 +200,10 @@ def test_adaptive_rules_give_the_same_bits_in_avx2_and_sse2(dtype, settings):
         copy = net.copy()
         trainer = Trainer(copy, loss="cross_entropy", learning_rate=0.01, batch_size=8,
                           seed=3, **settings)
-        old = _kernels._set_avx2_rules(avx2)
-        try:
+        with avx2_rules(avx2):
             history = trainer.fit(X, Y, epochs=3)
-        finally:
-            _kernels._set_avx2_rules(old)
-        results.append((copy.get_parameters(), trainer._state1.copy(), history["loss"]))
+        results.append((copy.get_parameters(), optimizer_state(trainer)[0].copy(),
+                        history["loss"]))
     (params, state, losses), (params_sse2, state_sse2, losses_sse2) = results
     assert not np.array_equal(params, net.get_parameters())
     np.testing.assert_array_equal(params, params_sse2)
@@ -307,14 +307,13 @@ def raw_problem(dtype, sizes=(4, 5, 3), n_samples=6):
 def test_raw_forward_kernel_and_its_buffer_check(dtype):
     net, X, Y, sizes = raw_problem(dtype)
     params = net.get_parameters()
-    codes = np.asarray([_kernels.ACTIVATION_CODES["tanh"],
-                        _kernels.ACTIVATION_CODES["softmax"]], dtype=np.intc)
-    loss_code = _kernels.LOSS_CODES["cross_entropy"]
+    codes = activation_codes("tanh", "softmax")
+    loss = loss_code("cross_entropy")
     out = np.full((6, 3), np.nan, dtype=dtype)
     capacity = 4    # two chunks: 4 rows, then 2
 
     work = np.zeros(_kernels.workspace_size(sizes, capacity), dtype=dtype)
-    cost, _ = _kernels.forward(params, sizes, codes, loss_code, X, Y, out, work, capacity)
+    cost, _ = _kernels.forward(params, sizes, codes, loss, X, Y, out, work, capacity)
 
     weights, biases = parameters_of(net)
     assert_close(out, baseline.forward(weights, biases, X, "tanh", "softmax")[-1], dtype)
@@ -324,11 +323,11 @@ def test_raw_forward_kernel_and_its_buffer_check(dtype):
 
     too_small = np.zeros(work.size - 1, dtype=dtype)
     with pytest.raises(ValueError, match="work"):
-        _kernels.forward(params, sizes, codes, loss_code, X, Y, out, too_small, capacity)
+        _kernels.forward(params, sizes, codes, loss, X, Y, out, too_small, capacity)
     with pytest.raises(ValueError, match="capacity"):
-        _kernels.forward(params, sizes, codes, loss_code, X, Y, out, work, 0)
+        _kernels.forward(params, sizes, codes, loss, X, Y, out, work, 0)
     with pytest.raises(ValueError, match="params"):
-        _kernels.forward(params[:-1].copy(), sizes, codes, loss_code, X, Y, out, work,
+        _kernels.forward(params[:-1].copy(), sizes, codes, loss, X, Y, out, work,
                          capacity)
 
 
@@ -336,13 +335,12 @@ def test_raw_forward_kernel_and_its_buffer_check(dtype):
 def test_raw_loss_and_gradients_kernel_and_its_buffer_check(dtype):
     net, X, Y, sizes = raw_problem(dtype)
     params = net.get_parameters()
-    codes = np.asarray([_kernels.ACTIVATION_CODES["tanh"],
-                        _kernels.ACTIVATION_CODES["softmax"]], dtype=np.intc)
-    loss_code = _kernels.LOSS_CODES["mse"]
+    codes = activation_codes("tanh", "softmax")
+    loss = loss_code("mse")
     grads = np.full_like(params, np.nan)
 
     work = np.zeros(_kernels.workspace_size(sizes, 6), dtype=dtype)
-    J, _ = _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X, Y,
+    J, _ = _kernels.loss_and_gradients(params, grads, sizes, codes, loss, X, Y,
                                        work, 0.1)
 
     weights, biases = parameters_of(net)
@@ -356,13 +354,13 @@ def test_raw_loss_and_gradients_kernel_and_its_buffer_check(dtype):
     # a work buffer sized for 5 rows cannot take this 6-row batch
     too_small = np.zeros(_kernels.workspace_size(sizes, 5), dtype=dtype)
     with pytest.raises(ValueError, match="work"):
-        _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X, Y,
+        _kernels.loss_and_gradients(params, grads, sizes, codes, loss, X, Y,
                                     too_small, 0.1)
     with pytest.raises(ValueError, match="shape"):
-        _kernels.loss_and_gradients(params, grads, sizes, codes, loss_code, X[:, :3].copy(),
+        _kernels.loss_and_gradients(params, grads, sizes, codes, loss, X[:, :3].copy(),
                                     Y, work, 0.1)
     with pytest.raises(ValueError, match="grads"):
-        _kernels.loss_and_gradients(params, grads[:-1].copy(), sizes, codes, loss_code, X, Y,
+        _kernels.loss_and_gradients(params, grads[:-1].copy(), sizes, codes, loss, X, Y,
                                     work, 0.1)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from fastbp import Network, Trainer, baseline
 
-from conftest import assert_close, make_network
+from helpers import assert_close, make_network, optimizer_state
 
 # --------------------------------------------------------------------------
 # The independent reference
@@ -429,10 +429,11 @@ def test_adaptive_moments_skip_the_subnormal_range_and_the_caller_keeps_its_floa
                       batch_size=1, shuffle=False, seed=0,
                       **({"rho": rho} if optimizer == "rmsprop" else {}))
     trainer.fit(X, labels, epochs=1)
-    decayed = trainer._state1[:12].reshape(3, 4)[:, 0]     # W^1[:, 0] in the flat layout
+    state1, state2 = optimizer_state(trainer)
+    decayed = state1[:12].reshape(3, 4)[:, 0]     # W^1[:, 0] in the flat layout
     np.testing.assert_array_equal(decayed, 0)
     tiny = np.finfo(np.float32).tiny
-    for state in (trainer._state1, trainer._state2):
+    for state in (state1, state2):
         assert not np.any((state != 0) & (np.abs(state) < tiny))
     # the thread's own floating-point mode is restored: subnormals still exist here
     assert np.float32(1e-38) * np.float32(0.01) != 0

@@ -7,7 +7,7 @@ a last partial batch and a batch larger than the data both come up.
 """
 
 import numpy as np
-from conftest import (
+from helpers import (
     assert_close,
     draw_architecture,
     flat,

@@ -1,60 +1,17 @@
-"""Training as a user sees it: determinism, dtypes, input layouts, history,
-continuation, learning real data, the demo command, and divergence.
-"""
+"""Training as a user sees it: dtypes, input layouts, labels, history,
+continuation, and learning real data.
 
-import subprocess
-import sys
+Determinism is in test_determinism.py, divergence in test_divergence.py,
+the demo command in test_cli.py.
+"""
 
 import numpy as np
 import pytest
-from conftest import DTYPES, make_data, make_network, one_hot
+from helpers import DTYPES, make_data, one_hot
 
-from fastbp import DivergenceError, Network, Trainer
+from fastbp import Network, Trainer
 
 SIZES = [6, 9, 4]
-
-
-def trained_parameters(dtype, network_seed, trainer_seed, X=None, Y=None, epochs=3, **options):
-    net = Network(SIZES, activation="tanh", output="softmax", dtype=np.dtype(dtype).name,
-                  seed=network_seed)
-    if X is None:
-        X, Y = make_data(np.random.default_rng(0), 37, SIZES, dtype, labels=True)
-    settings = dict(loss="cross_entropy", learning_rate=0.4, batch_size=5, l2=1e-3,
-                    momentum=0.5, shuffle=True, seed=trainer_seed)
-    settings.update(options)
-    trainer = Trainer(net, **settings)
-    history = trainer.fit(X, Y, epochs=epochs)
-    return net.get_parameters(), history
-
-
-# ---------------------------------------------------------------- determinism
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_same_seeds_give_bit_identical_weights(dtype):
-    first, first_history = trained_parameters(dtype, network_seed=3, trainer_seed=11)
-    second, second_history = trained_parameters(dtype, network_seed=3, trainer_seed=11)
-
-    assert first.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(first, second)
-    assert first_history["loss"] == second_history["loss"]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_different_trainer_seed_gives_different_weights(dtype):
-    first, _ = trained_parameters(dtype, network_seed=3, trainer_seed=11)
-    other_shuffle, _ = trained_parameters(dtype, network_seed=3, trainer_seed=12)
-    other_init, _ = trained_parameters(dtype, network_seed=4, trainer_seed=11)
-
-    assert not np.array_equal(first, other_shuffle)
-    assert not np.array_equal(first, other_init)
-
-
-def test_network_seed_fixes_initial_weights():
-    assert np.array_equal(Network(SIZES, seed=5).get_parameters(),
-                          Network(SIZES, seed=5).get_parameters())
-    assert not np.array_equal(Network(SIZES, seed=5).get_parameters(),
-                              Network(SIZES, seed=6).get_parameters())
 
 
 # ---------------------------------------------------------------- dtypes
@@ -372,84 +329,3 @@ def test_digits_mse_with_sigmoid_output_learns(digits):
     trainer.fit(X_train, y_train, epochs=30)
 
     assert np.mean(net.predict(X_test) == y_test) >= 0.9
-
-
-def test_demo_command_runs():
-    completed = subprocess.run(
-        [sys.executable, "-m", "fastbp", "--epochs", "5"],
-        capture_output=True, text=True, timeout=120,
-    )
-
-    assert completed.returncode == 0, completed.stderr
-    assert "final test accuracy" in completed.stdout
-    accuracy = float(completed.stdout.split("final test accuracy:")[1].split("%")[0])
-    assert accuracy > 80
-
-
-# ---------------------------------------------------------------- divergence
-
-
-def diverging_setup(dtype, momentum=0.0):
-    # identity output + mse on unscaled inputs in [0, 16): the loss is a
-    # quadratic with curvature ~ |x|^2 ~ 1e3, so eta = 1e6 blows it up
-    rng = np.random.default_rng(17)
-    X = rng.integers(0, 17, size=(200, 64)).astype(np.float64)
-    y = rng.integers(0, 10, size=200)
-    net = Network([64, 30, 10], output="identity", dtype=np.dtype(dtype).name, seed=0)
-    trainer = Trainer(net, loss="mse", learning_rate=1e6, batch_size=10,
-                      momentum=momentum, shuffle=False)
-    return net, trainer, X, y
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_divergence_raises_and_restores_the_last_finite_parameters(dtype, momentum):
-    net, trainer, X, y = diverging_setup(dtype, momentum)
-
-    with pytest.raises(DivergenceError, match="learning rate"):
-        trainer.fit(X, y, epochs=10)
-
-    finished = trainer.epoch
-    assert 0 <= finished < 10
-    assert np.isfinite(net.get_parameters()).all()
-    # no history entry for the failing epoch
-    assert len(trainer.history.get("loss", [])) == finished
-    assert all(np.isfinite(value) for value in trainer.history.get("loss", []))
-    # the parameters are exactly those after the last finished epoch
-    reference, reference_trainer, _, _ = diverging_setup(dtype, momentum)
-    reference_trainer.fit(X, y, epochs=finished)
-    np.testing.assert_array_equal(net.get_parameters(), reference.get_parameters())
-
-
-def test_divergence_is_a_floating_point_error():
-    assert issubclass(DivergenceError, FloatingPointError)
-
-
-def test_training_continues_correctly_after_a_divergence():
-    """The optimizer state (momentum velocity) is restored along with the weights."""
-    X, labels = make_data(np.random.default_rng(18), 40, SIZES, labels=True)
-    X_wild = 1e3 * X
-
-    def trained_once():
-        # identity hidden layer: nothing saturates, so eta = 1e8 surely overflows
-        net = Network(SIZES, activation="identity", output="identity", seed=0)
-        trainer = Trainer(net, loss="mse", learning_rate=0.1, batch_size=8, momentum=0.9,
-                          shuffle=False)
-        trainer.fit(X, labels, epochs=1)
-        return net, trainer
-
-    net, trainer = trained_once()
-    before = net.get_parameters()
-    trainer.learning_rate = 1e8
-    with pytest.raises(DivergenceError):
-        trainer.fit(X_wild, labels, epochs=1)
-    np.testing.assert_array_equal(net.get_parameters(), before)
-    assert trainer.epoch == 1
-    assert len(trainer.history["loss"]) == 1
-    trainer.learning_rate = 0.1
-    trainer.fit(X, labels, epochs=2)
-
-    reference, reference_trainer = trained_once()
-    reference_trainer.fit(X, labels, epochs=2)
-    np.testing.assert_array_equal(net.get_parameters(), reference.get_parameters())
-    assert trainer.history["loss"] == reference_trainer.history["loss"]

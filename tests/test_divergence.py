@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastbp import DivergenceError, LambdaCallback, Network, Trainer
+from helpers import make_data, optimizer_state, rng_state, update_count
 
 HUGE = 1e100
 
@@ -47,22 +48,24 @@ def make_trainer(name, dtype, **extra):
 
 
 def snapshot(trainer):
+    state1, state2 = optimizer_state(trainer)
     return dict(
         params=trainer.network.get_parameters(),
-        state1=trainer._state1.copy(),
-        state2=trainer._state2.copy(),
-        updates=trainer._updates,
+        state1=state1.copy(),
+        state2=state2.copy(),
+        updates=update_count(trainer),
         epoch=trainer.epoch,
-        rng=trainer._rng.bit_generator.state,
+        rng=rng_state(trainer),
         history={key: list(values) for key, values in trainer.history.items()},
     )
 
 
 def assert_same_state(trainer, saved):
+    state1, state2 = optimizer_state(trainer)
     np.testing.assert_array_equal(trainer.network.get_parameters(), saved["params"])
-    np.testing.assert_array_equal(trainer._state1, saved["state1"])
-    np.testing.assert_array_equal(trainer._state2, saved["state2"])
-    assert trainer._updates == saved["updates"]
+    np.testing.assert_array_equal(state1, saved["state1"])
+    np.testing.assert_array_equal(state2, saved["state2"])
+    assert update_count(trainer) == saved["updates"]
     assert trainer.epoch == saved["epoch"]
     assert trainer.history == saved["history"]
 
@@ -156,8 +159,8 @@ def test_divergence_in_the_first_epoch_leaves_the_initial_parameters():
         trainer.fit(X, Y, epochs=3)
     np.testing.assert_array_equal(net.get_parameters(), initial)
     assert trainer.epoch == 0 and trainer.history.get("loss", []) == []
-    assert trainer._updates == 0
-    assert not np.any(trainer._state1) and not np.any(trainer._state2)
+    assert update_count(trainer) == 0
+    assert not any(np.any(state) for state in optimizer_state(trainer))
 
 
 def test_a_non_finite_validation_loss_is_divergence_too():
@@ -172,3 +175,34 @@ def test_a_non_finite_validation_loss_is_divergence_too():
         trainer.fit(X, Y, epochs=1, validation_data=(X, Y))
     np.testing.assert_array_equal(net.get_parameters(), initial)
     assert trainer.epoch == 0 and trainer.history.get("val_loss", []) == []
+
+
+def test_training_continues_correctly_after_a_divergence():
+    """The optimizer state (momentum velocity) is restored along with the weights."""
+    sizes = [6, 9, 4]
+    X, labels = make_data(np.random.default_rng(18), 40, sizes, labels=True)
+    X_wild = 1e3 * X
+
+    def trained_once():
+        # identity hidden layer: nothing saturates, so eta = 1e8 surely overflows
+        net = Network(sizes, activation="identity", output="identity", seed=0)
+        trainer = Trainer(net, loss="mse", learning_rate=0.1, batch_size=8, momentum=0.9,
+                          shuffle=False)
+        trainer.fit(X, labels, epochs=1)
+        return net, trainer
+
+    net, trainer = trained_once()
+    before = net.get_parameters()
+    trainer.learning_rate = 1e8
+    with pytest.raises(DivergenceError):
+        trainer.fit(X_wild, labels, epochs=1)
+    np.testing.assert_array_equal(net.get_parameters(), before)
+    assert trainer.epoch == 1
+    assert len(trainer.history["loss"]) == 1
+    trainer.learning_rate = 0.1
+    trainer.fit(X, labels, epochs=2)
+
+    reference, reference_trainer = trained_once()
+    reference_trainer.fit(X, labels, epochs=2)
+    np.testing.assert_array_equal(net.get_parameters(), reference.get_parameters())
+    assert trainer.history["loss"] == reference_trainer.history["loss"]

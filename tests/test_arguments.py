@@ -1,4 +1,4 @@
-"""Bad input at the public boundary: what is refused, how, and what it leaves.
+"""Bad arguments at the public boundary: what is refused, how, and what it leaves.
 
 DESIGN.md: "A bad argument raises ValueError or TypeError naming the argument
 and what was expected, before anything is changed: a rejected call leaves the
@@ -20,6 +20,13 @@ import pytest
 
 import fastbp
 from fastbp import Network, Trainer
+from helpers import (
+    optimizer_state,
+    rng_state,
+    trainer_rng,
+    update_count,
+    validation_split_rows,
+)
 
 SIZES = [4, 5, 3]
 N_SAMPLES = 12
@@ -54,7 +61,7 @@ def snapshot(trainer):
         "parameters": trainer.network.get_parameters(),
         "history": copy.deepcopy(trainer.history),
         "epoch": trainer.epoch,
-        "rng": copy.deepcopy(trainer._rng.bit_generator.state),
+        "rng": rng_state(trainer),
     }
 
 
@@ -94,7 +101,7 @@ def test_the_helpers_notice_a_change():
     """The state checks above can fail: one more step or one shuffle shows."""
     _, trainer = make_trained_pair()
     before = snapshot(trainer)
-    trainer._rng.permutation(3)
+    trainer_rng(trainer).permutation(3)
     with pytest.raises(AssertionError):
         assert_same_snapshot(snapshot(trainer), before)
 
@@ -140,6 +147,14 @@ def test_layer_sizes_accept_numpy_integers_and_arrays():
     assert net.layer_sizes == SIZES
     assert all(type(size) is int for size in net.layer_sizes)
     assert Network([np.int32(4), np.int64(3)], seed=0).layer_sizes == [4, 3]
+
+
+@pytest.mark.parametrize("sizes", [[2**40, 2**40], [2**62, 3], [3, 2**62, 2], [2**31, 2**33]])
+def test_layer_sizes_too_large_for_memory_are_refused_cleanly(sizes):
+    # The parameter count is computed in C (Py_ssize_t); a product that
+    # overflows is undefined behaviour, which the UBSan build reports.
+    with pytest.raises((ValueError, MemoryError)):
+        Network(sizes)
 
 
 @pytest.mark.parametrize(
@@ -378,11 +393,11 @@ def test_a_non_network_assigned_as_attribute_is_refused_at_next_fit():
 
     net, trainer = make_trained_pair()
     before = net.get_parameters()
-    rng_state = copy.deepcopy(trainer._rng.bit_generator.state)
+    generator = rng_state(trainer)
     with pytest.raises(TypeError, match="network"):
         call(net, trainer)
     assert net.get_parameters().tobytes() == before.tobytes()
-    assert trainer._rng.bit_generator.state == rng_state
+    assert rng_state(trainer) == generator
     assert trainer.epoch == 1
 
 
@@ -422,8 +437,8 @@ def test_zero_epochs_is_a_valid_no_op():
 
 @pytest.mark.parametrize(
     "value, exception",
-    [(-0.1, ValueError), (1.0, ValueError), (float("nan"), ValueError), ("0.2", TypeError),
-     (True, TypeError)],
+    [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+     ("0.2", TypeError), (True, TypeError)],
     ids=repr,
 )
 def test_bad_validation_split(value, exception):
@@ -439,7 +454,7 @@ def test_validation_split_with_validation_data_is_refused():
     assert_rejected_without_change(
         lambda net, trainer: trainer.fit(X, labels, epochs=1, validation_split=0.25,
                                          validation_data=make_data(6, seed=9)),
-        ValueError, "validation_split",
+        ValueError, "validation_data or validation_split",
     )
 
 
@@ -514,14 +529,15 @@ def test_fit_undoes_the_batches_before_a_bad_row(options, position, dtype):
     (parameters, optimizer state and update count, generator, history)."""
     net, trainer = make_trained_pair(dtype=dtype, **options)
     before = snapshot(trainer)
-    state = [trainer._state1.copy(), trainer._state2.copy(), trainer._updates]
+    state1, state2 = optimizer_state(trainer)
+    state = [state1.copy(), state2.copy(), update_count(trainer)]
     _, labels = make_data()
     with pytest.raises(ValueError, match=r"^X contains NaN or infinity"):
         trainer.fit(_with(np.nan, position), labels, epochs=3)
     assert_same_snapshot(snapshot(trainer), before)
-    np.testing.assert_array_equal(trainer._state1, state[0])
-    np.testing.assert_array_equal(trainer._state2, state[1])
-    assert trainer._updates == state[2]
+    np.testing.assert_array_equal(optimizer_state(trainer)[0], state[0])
+    np.testing.assert_array_equal(optimizer_state(trainer)[1], state[1])
+    assert update_count(trainer) == state[2]
     assert_next_fit_unaffected(trainer, dtype=dtype, **options)
 
 
@@ -530,8 +546,8 @@ def test_fit_refuses_inf_in_either_part_of_a_split_and_with_no_epochs(epochs):
     _, labels = make_data()
     _, trainer = make_trained_pair()
     # the rows this trainer's next split holds out, which the kernel never reads
-    train, held_out = trainer._split(np.eye(SIZES[-1])[labels], True, 0.5,
-                                     copy.deepcopy(trainer._rng))
+    train, held_out = validation_split_rows(trainer, np.eye(SIZES[-1])[labels], True, 0.5,
+                                            copy.deepcopy(trainer_rng(trainer)))
     for row in (train[-1], held_out[0]):
         X = _with(np.inf, (row, 3))
         for settings in (dict(epochs=epochs), dict(epochs=epochs, validation_split=0.5)):
@@ -551,6 +567,47 @@ def test_values_beyond_float32_are_refused_by_a_float32_network(entry):
 def test_values_beyond_float32_are_fine_for_a_float64_network():
     net = Network(SIZES, seed=1)
     assert np.isfinite(net.forward(_with(1e300))).all()
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, 1e39, np.finfo(np.float64).max])
+def test_values_beyond_float32_are_refused_by_float32_networks(value):
+    net = Network([3, 4, 2], dtype="float32", seed=0)
+    trainer = Trainer(net, learning_rate=0.1)
+    X = np.zeros((5, 3))
+    X[2, 1] = value
+    before = net.get_parameters()
+    for call in (lambda: net.forward(X), lambda: trainer.fit(X, np.zeros(5, int), epochs=1),
+                 lambda: trainer.step(X, np.zeros(5, int)),
+                 lambda: trainer.loss_and_gradients(X, np.zeros(5, int)),
+                 lambda: trainer.evaluate(X, np.zeros(5, int))):
+        with pytest.raises(ValueError, match="too large for float32"):
+            call()
+    np.testing.assert_array_equal(net.get_parameters(), before)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_and_targets_are_refused_before_anything_changes(bad):
+    net = Network([3, 4, 2], seed=0)
+    trainer = Trainer(net, learning_rate=0.1, optimizer="adam", seed=0)
+    X, Y = np.zeros((6, 3)), np.full((6, 2), 0.5)
+    trainer.fit(X, Y, epochs=1)
+    before = (net.get_parameters(), optimizer_state(trainer)[0].copy(), update_count(trainer),
+              rng_state(trainer))
+    bad_X, bad_Y = X.copy(), Y.copy()
+    bad_X[3, 2] = bad
+    bad_Y[1, 0] = bad
+    for call in (lambda: net.forward(bad_X), lambda: trainer.fit(bad_X, Y),
+                 lambda: trainer.fit(X, bad_Y), lambda: trainer.step(bad_X, Y),
+                 lambda: trainer.step(X, bad_Y), lambda: trainer.loss_and_gradients(X, bad_Y),
+                 lambda: trainer.evaluate(bad_X, Y),
+                 lambda: trainer.fit(X, Y, validation_data=(bad_X, Y))):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            call()
+    after = (net.get_parameters(), optimizer_state(trainer)[0], update_count(trainer),
+             rng_state(trainer))
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2:] == before[2:]
 
 
 # ------------------------------------------------------------------- bad Y

@@ -3,7 +3,9 @@
 Same network seed, trainer seed, data, dtype and BLAS thread count (and the
 same machine and build): bit-identical weights and history, for every
 optimizer with shuffling on, in one process or in two. Different seeds
-give different weights.
+give different weights. (Resuming from a checkpoint bit for bit is in
+test_files.py, one BLAS thread per call in test_threads.py, a continued fit
+equal to one longer fit in test_training.py.)
 """
 
 import hashlib
@@ -15,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fastbp import Network, Trainer
+from fastbp import Network
 
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd"),
@@ -62,12 +64,21 @@ def test_same_seeds_give_bit_identical_weights(name, dtype, batch_size):
     assert train(name, OPTIMIZERS[name], dtype, batch_size) == first
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_different_seeds_give_different_weights(name):
-    reference = train(name, OPTIMIZERS[name], "float64", 10)
+def test_different_seeds_give_different_weights(name, dtype):
+    reference = train(name, OPTIMIZERS[name], dtype, 10)
     # another shuffling order only, then another initialization only
-    assert train(name, OPTIMIZERS[name], "float64", 10, trainer_seed=2) != reference
-    assert train(name, OPTIMIZERS[name], "float64", 10, net_seed=5) != reference
+    assert train(name, OPTIMIZERS[name], dtype, 10, trainer_seed=2) != reference
+    assert train(name, OPTIMIZERS[name], dtype, 10, net_seed=5) != reference
+
+
+def test_network_seed_fixes_initial_weights():
+    sizes = [6, 9, 4]
+    assert np.array_equal(Network(sizes, seed=5).get_parameters(),
+                          Network(sizes, seed=5).get_parameters())
+    assert not np.array_equal(Network(sizes, seed=5).get_parameters(),
+                              Network(sizes, seed=6).get_parameters())
 
 
 def test_another_process_gets_the_same_bits(tmp_path):
@@ -85,29 +96,6 @@ def test_another_process_gets_the_same_bits(tmp_path):
     theirs = json.loads(done.stdout)
     ours = [train(name, OPTIMIZERS[name], dtype, batch) for name, dtype, batch in jobs]
     assert theirs == ours
-
-
-def test_a_checkpoint_resumes_bit_for_bit(tmp_path):
-    # Determinism across a save/load: 2 epochs, checkpoint, 2 more in a new
-    # trainer from the file == 4 in one go.
-    rng = np.random.default_rng(9)
-    X, y = rng.random((300, 12)), rng.integers(0, 3, 300)
-
-    def fresh():
-        net = Network([12, 10, 3], output="softmax", seed=4)
-        return Trainer(net, loss="cross_entropy", learning_rate=0.01, batch_size=16,
-                       optimizer="adam", seed=8)
-
-    straight = fresh()
-    straight.fit(X, y, epochs=4)
-    halfway = fresh()
-    halfway.fit(X, y, epochs=2)
-    halfway.save_checkpoint(tmp_path / "checkpoint.npz")
-    resumed = Trainer.load_checkpoint(tmp_path / "checkpoint.npz")
-    resumed.fit(X, y, epochs=2)
-    np.testing.assert_array_equal(resumed.network.get_parameters(),
-                                  straight.network.get_parameters())
-    assert resumed.history["loss"] == straight.history["loss"]
 
 
 def test_a_digest_sees_a_one_ulp_change():

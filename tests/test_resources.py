@@ -19,11 +19,7 @@ import numpy as np
 import pytest
 
 from fastbp import DivergenceError, Network, Trainer, _kernels
-
-
-def classification(n_samples, n_features, n_classes, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.random((n_samples, n_features)), rng.integers(0, n_classes, n_samples)
+from helpers import EPOCH_KERNEL_ARGUMENTS, classification, parameter_buffer, trainer_buffers
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -111,7 +107,7 @@ def test_the_epoch_kernel_runs_once_per_epoch(monkeypatch):
     real = _kernels.train_epoch
 
     def counting(*args, **kwargs):
-        calls.append(args[10])      # batch_size
+        calls.append(args[EPOCH_KERNEL_ARGUMENTS.index("batch_size")])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_kernels, "train_epoch", counting)
@@ -126,12 +122,12 @@ def test_the_workspace_is_reused_not_reallocated():
     trainer = Trainer(Network([8, 6, 3], seed=0), learning_rate=0.1, batch_size=10,
                       optimizer="adam", seed=0)
     trainer.fit(X, y, epochs=1)
-    buffers = [trainer._work, trainer._state1, trainer._state2, trainer._grads]
+    buffers = list(trainer_buffers(trainer).values())
     for _ in range(3):
         trainer.fit(X, y, epochs=2)
         trainer.step(X[:10], y[:10])
         trainer.loss_and_gradients(X[:10], y[:10])
-    now = [trainer._work, trainer._state1, trainer._state2, trainer._grads]
+    now = list(trainer_buffers(trainer).values())
     assert all(a is b for a, b in zip(now, buffers, strict=True))
 
 
@@ -145,9 +141,8 @@ def _trained(optimizer="adam"):
 
 def test_the_workspace_is_freed_with_the_trainer():
     net, trainer = _trained()
-    watched = [weakref.ref(trainer), weakref.ref(trainer._work),
-               weakref.ref(trainer._state1), weakref.ref(trainer._state2),
-               weakref.ref(trainer._grads)]
+    watched = [weakref.ref(trainer)] + [weakref.ref(buffer)
+                                        for buffer in trainer_buffers(trainer).values()]
     del trainer
     gc.collect()
     assert [ref() is None for ref in watched] == [True] * len(watched)
@@ -157,7 +152,7 @@ def test_the_workspace_is_freed_with_the_trainer():
 
 def test_the_trainer_is_freed_after_a_divergence_error():
     net, trainer = _trained("sgd")
-    watched = [weakref.ref(trainer), weakref.ref(trainer._work)]
+    watched = [weakref.ref(trainer), weakref.ref(trainer_buffers(trainer)["work"])]
     trainer.learning_rate = 1e100
     X, y = classification(300, 32, 5)
     with pytest.raises(DivergenceError):
@@ -169,7 +164,7 @@ def test_the_trainer_is_freed_after_a_divergence_error():
 
 def test_a_network_and_its_trainer_are_freed_together():
     net, trainer = _trained()
-    watched = [weakref.ref(net), weakref.ref(net._params), weakref.ref(trainer)]
+    watched = [weakref.ref(net), weakref.ref(parameter_buffer(net)), weakref.ref(trainer)]
     del net, trainer
     gc.collect()
     assert all(ref() is None for ref in watched)
