@@ -18,6 +18,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from fastbp import Network, Trainer, _kernels, baseline
+from fastbp._contract import ACTIVATION_CODES, LOSS_CODES
+from fastbp._data import held_out_split
 
 # ------------------------------------------------------------------ constants
 
@@ -230,13 +232,21 @@ def assert_parameters_close(net, weights, biases, dtype, rtol=None):
 
 
 def optimizer_state(trainer):
-    """The trainer's live optimizer buffers (state1, state2): velocity, moments."""
-    return trainer._state1, trainer._state2
+    """The trainer's live optimizer state as a checkpoint stores it: (state1, state2).
+
+    state1 is the velocity (sgd with momentum), the square average (rmsprop)
+    or the first moment (adam); state2 the second moment (adam). Empty
+    arrays where the rule keeps none, or before any training.
+    """
+    if trainer._optimizer is None:
+        empty = np.empty(0, dtype=trainer.network.dtype)
+        return empty, empty
+    return trainer._optimizer.slots()
 
 
 def update_count(trainer):
     """How many parameter updates the trainer has made (Adam's bias correction t)."""
-    return trainer._updates
+    return 0 if trainer._optimizer is None else trainer._optimizer.updates
 
 
 def trainer_rng(trainer):
@@ -251,8 +261,9 @@ def rng_state(trainer):
 
 def trainer_buffers(trainer):
     """The trainer's preallocated arrays: workspace, optimizer state, gradients."""
-    return {"work": trainer._work, "state1": trainer._state1, "state2": trainer._state2,
-            "grads": trainer._grads}
+    state1, state2 = optimizer_state(trainer)
+    return {"work": trainer._work, "state1": state1, "state2": state2,
+            "grads": trainer._gradients}
 
 
 def parameter_buffer(net):
@@ -262,7 +273,7 @@ def parameter_buffer(net):
 
 def validation_split_rows(trainer, Y, stratify, fraction, rng):
     """(training rows, held-out rows) that a fit with validation_split draws."""
-    return trainer._split(Y, stratify, fraction, rng)
+    return held_out_split(Y, stratify, fraction, rng)
 
 
 @contextlib.contextmanager
@@ -310,20 +321,30 @@ def avx2_rules(enabled):
 
 def activation_codes(*names):
     """The raw kernels' activation codes of `names` (hidden layers, then output)."""
-    return np.asarray([_kernels.ACTIVATION_CODES[name] for name in names], dtype=np.intc)
+    return np.asarray([ACTIVATION_CODES[name] for name in names], dtype=np.intc)
 
 
 def loss_code(name):
     """The raw kernels' code of the loss `name`."""
-    return _kernels.LOSS_CODES[name]
+    return LOSS_CODES[name]
 
 
-# The raw epoch kernel's positional arguments, in order.
-EPOCH_KERNEL_ARGUMENTS = ["params", "grads", "state1", "state2", "sizes", "activations",
+# The raw epoch kernel's positional arguments, in order (the update rule follows).
+EPOCH_KERNEL_ARGUMENTS = ["params", "grads", "moment1", "moment2", "sizes", "activations",
                           "loss", "X", "Y", "order", "batch_size", "work", "progress"]
 
 
+def kernel_rule(optimizer=0, momentum=0.0, nesterov=False, learning_rate=0.1, **settings):
+    """The epoch kernel's rule dict: kind `optimizer` (0 sgd, 1 rmsprop, 2 adam)."""
+    rule = {"kind": optimizer, "learning_rate": learning_rate, "l2": 0.0, "l1": 0.0,
+            "weight_decay": 0.0, "momentum": momentum, "nesterov": nesterov, "rho": 0.9,
+            "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    rule.update(settings)
+    return rule
+
+
 def epoch_kernel(arguments, **options):
-    """_kernels.train_epoch on the dict `arguments` (EPOCH_KERNEL_ARGUMENTS)."""
+    """_kernels.train_epoch on the dict `arguments` (EPOCH_KERNEL_ARGUMENTS), with
+    the rule `kernel_rule(**options)`."""
     return _kernels.train_epoch(*[arguments[name] for name in EPOCH_KERNEL_ARGUMENTS],
-                                learning_rate=0.1, **options)
+                                kernel_rule(**options))

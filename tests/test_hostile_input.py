@@ -331,7 +331,7 @@ def kernel_arguments(dtype=np.float64, n_samples=7, batch_size=3, sizes=(4, 5, 3
     n_params = _kernels.parameter_count(sizes)
     return dict(
         params=np.zeros(n_params, dtype), grads=np.zeros(n_params, dtype),
-        state1=np.zeros(n_params, dtype), state2=np.zeros(n_params, dtype), sizes=sizes,
+        moment1=np.zeros(n_params, dtype), moment2=np.zeros(n_params, dtype), sizes=sizes,
         activations=np.ones(sizes.size - 1, dtype=np.intc), loss=0,
         X=np.zeros((n_samples, sizes[0]), dtype), Y=np.zeros((n_samples, sizes[-1]), dtype),
         order=np.arange(n_samples, dtype=np.intp), batch_size=batch_size,
@@ -364,9 +364,10 @@ def _defects():
         "grads missing (rmsprop)": (dict(grads=np.zeros(0)), dict(optimizer=1)),
         "grads too short (nesterov)": (dict(grads=np.zeros(n - 1)),
                                        dict(momentum=0.9, nesterov=True)),
-        "state1 missing (momentum)": (dict(state1=np.zeros(0)), dict(momentum=0.9)),
-        "state1 too short (rmsprop)": (dict(state1=np.zeros(n - 1)), dict(optimizer=1)),
-        "state2 too short (adam)": (dict(state2=np.zeros(n - 1)), dict(optimizer=2)),
+        "moment1 missing (momentum)": (dict(moment1=np.zeros(0)), dict(momentum=0.9)),
+        "moment2 too short (rmsprop)": (dict(moment2=np.zeros(n - 1)), dict(optimizer=1)),
+        "moment1 too short (adam)": (dict(moment1=np.zeros(n - 1)), dict(optimizer=2)),
+        "moment2 too short (adam)": (dict(moment2=np.zeros(n - 1)), dict(optimizer=2)),
         "unknown optimizer": ({}, dict(optimizer=7)),
         "X float32": (dict(X=np.zeros((7, 4), np.float32)), {}),
         "X Fortran": (dict(X=np.asfortranarray(np.zeros((7, 4)))), {}),

@@ -65,7 +65,7 @@ FIT_CHILD = textwrap.dedent("""
     epoch = trainer.epoch
     history_lengths = {k: len(v) for k, v in trainer.history.items()}
     batches_per_epoch = -(-N_SAMPLES // BATCH)
-    partial = trainer._updates - trainer.epoch * batches_per_epoch
+    partial = trainer._optimizer.updates - trainer.epoch * batches_per_epoch
 
     # Replay: the same seeds, the finished epochs, then the interrupted
     # epoch's permutation cut after the batches that completed, in order.

@@ -43,12 +43,14 @@ if [ ! -e "$asan_runtime" ]; then
     exit 2
 fi
 
-tests=(tests/test_kernels.py tests/test_properties.py tests/test_reliability_*.py)
+tests=(tests/test_kernels.py tests/test_properties.py tests/test_hostile_input.py tests/test_threads.py
+       tests/test_interrupts.py tests/test_resources.py tests/test_divergence.py
+       tests/test_determinism.py tests/test_files.py)
 # ASan holds freed blocks in its quarantine (256 MB by default) instead of
 # reusing them, so resident memory grows under it by design; that test runs
 # in the normal suite (the tracemalloc tests, which ASan leaves alone, run here).
 deselect=(--deselect
-    tests/test_reliability_resources.py::test_resident_memory_stays_flat_over_200_calls_of_every_entry_point)
+    tests/test_resources.py::test_resident_memory_stays_flat_over_200_calls_of_every_entry_point)
 
 # The interpreter is not instrumented, so the ASan runtime is preloaded; it
 # reaches the child interpreters that some tests start, too. Reports go to
