@@ -481,25 +481,15 @@ class Trainer:
                 rate = self.current_learning_rate
                 where = f"epoch {self.epoch + 1}"
                 order = self._rng.permutation(n_samples) if self.shuffle else no_order
-                with self._rollback() as rollback:
-                    outcome = self._run_epoch(X, Y, order, int(self.batch_size), rate, where,
-                                              check_inputs)
+                kept = self._epoch(X, Y, order, rate, where, validation, check_inputs)
                 check_inputs = False        # the first epoch has read every row
                 # drop this epoch's permutation before the next one is drawn:
                 # one alive at a time, so a fit's peak memory does not grow
                 order = None
-                metrics = None
-                finite = outcome.finite
-                if finite and validation is not None:
-                    # finite weights can still overflow the outputs: a NaN or
-                    # infinite validation loss right after the epoch is divergence too
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        metrics = self._evaluate(*validation)
-                    finite = all(np.isfinite(value) for value in metrics.values())
-                if not finite:
-                    rollback.undo()
+                if kept is None:
                     self._diverged(where, rate, stacklevel=4)
                     break
+                outcome, metrics = kept
                 self.epoch += 1
                 record = self._record(outcome, n_samples, is_labels, metrics, rate, started)
                 for key, value in record.items():
@@ -542,6 +532,30 @@ class Trainer:
                         callbacks=callbacks)
 
     # ---------------------------------------------------------- one epoch
+
+    def _epoch(self, X, Y, order, rate, where, validation, check_inputs):
+        """One epoch of `fit`, kept or undone.
+
+        Returns (outcome, validation metrics or None); or None when the
+        epoch diverged, after putting back the parameters and optimizer
+        state from before it. The snapshot dies with this call, so a fit
+        holds one at a time.
+        """
+        with self._rollback() as rollback:
+            outcome = self._run_epoch(X, Y, order, int(self.batch_size), rate, where,
+                                      check_inputs)
+        metrics = None
+        finite = outcome.finite
+        if finite and validation is not None:
+            # finite weights can still overflow the outputs: a NaN or infinite
+            # validation loss right after the epoch is divergence too
+            with np.errstate(over="ignore", invalid="ignore"):
+                metrics = self._evaluate(*validation)
+            finite = all(np.isfinite(value) for value in metrics.values())
+        if not finite:
+            rollback.undo()
+            return None
+        return outcome, metrics
 
     @contextmanager
     def _rollback(self):
