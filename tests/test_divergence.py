@@ -113,6 +113,8 @@ def test_divergence_with_warn_returns_the_finished_epochs(name):
     with pytest.warns(RuntimeWarning, match=r"\bepoch 3\b") as record:
         history = trainer.fit(X, Y, epochs=6, callbacks=[LambdaCallback(on_epoch_end=raise_rate)])
     assert any(ADVICE.search(str(warning.message)) for warning in record)
+    # the warning points at the line that called fit, not into fastbp
+    assert all(warning.filename == __file__ for warning in record)
     assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
     assert_same_state(trainer, after_two)
 
@@ -139,13 +141,15 @@ def test_a_diverging_step_with_warn_returns_nan_and_restores():
     X, Y = regression("float64", n_samples=10)
     net, trainer = make_trainer("sgd", "float64", on_divergence="warn")
     trainer.learning_rate = HUGE
-    with pytest.warns(RuntimeWarning, match="this step"):
+    with pytest.warns(RuntimeWarning, match="this step") as record:
         for _ in range(5):
             saved = snapshot(trainer)
             loss = trainer.step(X, Y)
             if np.isnan(loss):
                 break
     assert np.isnan(loss)
+    # the warning points at the line that called step, not into fastbp
+    assert all(warning.filename == __file__ for warning in record)
     assert_same_state(trainer, saved)
     assert np.isfinite(trainer.network.get_parameters()).all()
 
