@@ -4,107 +4,134 @@
 """Hot loops of fastbp: fused forward, backward and update over whole epochs.
 
 Conventions (see DESIGN.md): a batch is stored as rows, A^0 = X of shape
-(m, n_0); layer k (0-based here) has weights W of shape (n_{k+1}, n_k) and
-biases b of shape (n_{k+1},). All parameters of a network live in one flat
-C-contiguous vector laid out as [W_0, b_0, W_1, b_1, ...]; the per-epoch
-scratch space lives in one flat "work" vector whose layout is fixed by
-``workspace_size``. Python validates everything (dtypes, shapes, contiguity,
-finiteness) before calling in; these functions trust their arguments, except
-for the O(1) sizes of the buffers, which they check so that a caller's
-mistake is an exception instead of a write out of bounds.
+(m, n_0); layers are l = 1..L, W^l of shape (n_l, n_{l-1}), b^l of shape
+(n_l,). The code indexes layers as the maths does: W[l] = W^l, B[l] = b^l,
+A[l] = A^l (A[0] the batch), delta^l, sizes[l] = n_l; only `activations`,
+which comes from Python, is 0-based: activations[l - 1] is f_l. All
+parameters of a network live in one flat C-contiguous vector laid out as
+[W^1, b^1, W^2, b^2, ...]; the per-epoch scratch space lives in one flat
+"work" vector whose layout is fixed by ``workspace_size``. Python validates
+everything (dtypes, shapes, contiguity, finiteness) before calling in; these
+functions trust their arguments, except for the O(1) sizes of the buffers,
+which they check so that a caller's mistake is an exception instead of a
+write out of bounds.
+
+The C helpers are in csrc/: fbp_cpu.h (CPU features, FTZ/DAZ), fbp_gemm.h
+(small-batch GEMM), fbp_sigmoid.h (vector exp and sigmoid), fbp_reductions.h
+(norms, finiteness) and fbp_rules.h (the rule struct and the update loops).
 """
 
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, sqrt, sqrtf, pow
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, pow
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-cdef enum:
+# The codes Python passes in (module constants: fastbp's contract module maps
+# names to them).
+cpdef enum:             # activations f_l
     IDENTITY = 0
     SIGMOID = 1
     TANH = 2
     RELU = 3
     SOFTMAX = 4
 
-cdef enum:
+cpdef enum:             # losses
     MSE = 0
     CROSS_ENTROPY = 1
 
-# What a batch does after its forward pass and output delta.
+cpdef enum:             # rule kinds (fbp_rule.kind); adamw is ADAM with a weight decay
+    SGD = 0
+    RMSPROP = 1
+    ADAM = 2
+
+# How a batch updates its layers, decided once per call by _update_mode.
 cdef enum:
-    MODE_SGD = 0        # plain SGD, L2 decay folded into the update GEMM
-    MODE_MOMENTUM = 1   # heavy-ball momentum, velocity updated by the GEMM
-    MODE_RULE = 2       # gradient into a buffer, then one fused pass of the rule
-    MODE_GRADIENTS = 3  # write dJ/dW, dJ/db into a gradient vector, no update
-
-cdef enum:
-    OPT_SGD = 0
-    OPT_RMSPROP = 1
-    OPT_ADAM = 2
-
-OPTIMIZER_CODES = {"sgd": OPT_SGD, "rmsprop": OPT_RMSPROP, "adam": OPT_ADAM,
-                   "adamw": OPT_ADAM}
+    FUSED_SGD = 0           # plain SGD, L2 decay folded into the update GEMM
+    FUSED_MOMENTUM = 1      # heavy-ball momentum, velocity updated by the GEMM
+    GRADIENT_THEN_RULE = 2  # gradient into `grads`, then one fused pass of the rule
+    GRADIENTS_ONLY = 3      # write dJ/dW, dJ/db into `grads`, no update
 
 
-cdef struct Update:
-    int mode
-    int optimizer
-    double learning_rate
-    double l2                 # coupled: part of J and of the gradient
-    double l1                 # coupled, subgradient l1 sign(W)
-    double weight_decay       # decoupled: W <- W - eta weight_decay W
-    double momentum
-    bint nesterov
-    double rho                # RMSprop decay of the squared-gradient average
-    double beta1
-    double beta2
-    double epsilon
-    double correction1        # Adam 1 / (1 - beta1^t) at this step
-    double correction2        # Adam 1 / (1 - beta2^t) at this step
-
-
-cdef extern from "_microkernels.h" nogil:
+cdef extern from "fbp_cpu.h" nogil:
     int fbp_have_avx2()
+    unsigned fbp_flush_denormals()
+    void fbp_restore_csr(unsigned old)
+
+cdef extern from "fbp_gemm.h" nogil:
     void fbp_dgemm_nt(int m, int n, int k, const double* A, const double* W, double* Z)
     void fbp_sgemm_nt(int m, int n, int k, const float* A, const float* W, float* Z)
     void fbp_dger(int rows, int cols, int m, const double* P, const double* A,
                   double beta, double* C)
     void fbp_sger(int rows, int cols, int m, const float* P, const float* A,
                   float beta, float* C)
+
+cdef extern from "fbp_sigmoid.h" nogil:
     void fbp_dbias_sigmoid(double* z, const double* b, int m, int n)
     void fbp_sbias_sigmoid(float* z, const float* b, int m, int n)
+
+cdef extern from "fbp_reductions.h" nogil:
     void fbp_dnorms(const double* w, size_t n, double* squares, double* absolutes)
     void fbp_snorms(const float* w, size_t n, double* squares, double* absolutes)
     int fbp_dall_finite(const double* x, size_t n)
     int fbp_sall_finite(const float* x, size_t n)
-    unsigned fbp_flush_denormals()
-    void fbp_restore_csr(unsigned old)
+
+cdef extern from "fbp_rules.h" nogil:
+    # train_epoch's `rule` dict converts to this struct, key by field
     ctypedef struct fbp_rule:
-        double lr, l2, l1, keep, a, b, c1, c2, eps
-    void fbp_dadam(double* w, const double* g, double* m, double* v, size_t n,
-                   const fbp_rule* r)
-    void fbp_sadam(float* w, const float* g, float* m, float* v, size_t n,
-                   const fbp_rule* r)
-    void fbp_dadam_avx2(double* w, const double* g, double* m, double* v, size_t n,
-                        const fbp_rule* r)
-    void fbp_sadam_avx2(float* w, const float* g, float* m, float* v, size_t n,
-                        const fbp_rule* r)
-    void fbp_drmsprop(double* w, const double* g, double* s, size_t n, const fbp_rule* r)
-    void fbp_srmsprop(float* w, const float* g, float* s, size_t n, const fbp_rule* r)
+        int kind
+        double learning_rate
+        double l2
+        double l1
+        double weight_decay
+        double momentum
+        bint nesterov
+        double rho
+        double beta1
+        double beta2
+        double epsilon
+    ctypedef struct fbp_step:
+        double correction1
+        double correction2
+    void fbp_dadd_penalty(double* g, const double* w, size_t n, const fbp_rule* r)
+    void fbp_sadd_penalty(float* g, const float* w, size_t n, const fbp_rule* r)
+    void fbp_dsgd(double* w, const double* g, double* velocity, size_t n,
+                  const fbp_rule* r, int weights)
+    void fbp_ssgd(float* w, const float* g, float* velocity, size_t n,
+                  const fbp_rule* r, int weights)
+    void fbp_dsgd_avx2(double* w, const double* g, double* velocity, size_t n,
+                       const fbp_rule* r, int weights)
+    void fbp_ssgd_avx2(float* w, const float* g, float* velocity, size_t n,
+                       const fbp_rule* r, int weights)
+    void fbp_drmsprop(double* w, const double* g, double* s, size_t n,
+                      const fbp_rule* r, int weights)
+    void fbp_srmsprop(float* w, const float* g, float* s, size_t n,
+                      const fbp_rule* r, int weights)
     void fbp_drmsprop_avx2(double* w, const double* g, double* s, size_t n,
-                           const fbp_rule* r)
+                           const fbp_rule* r, int weights)
     void fbp_srmsprop_avx2(float* w, const float* g, float* s, size_t n,
-                           const fbp_rule* r)
+                           const fbp_rule* r, int weights)
+    void fbp_dadam(double* w, const double* g, double* m, double* v, size_t n,
+                   const fbp_rule* r, int weights, const fbp_step* step)
+    void fbp_sadam(float* w, const float* g, float* m, float* v, size_t n,
+                   const fbp_rule* r, int weights, const fbp_step* step)
+    void fbp_dadam_avx2(double* w, const double* g, double* m, double* v, size_t n,
+                        const fbp_rule* r, int weights, const fbp_step* step)
+    void fbp_sadam_avx2(float* w, const float* g, float* m, float* v, size_t n,
+                        const fbp_rule* r, int weights, const fbp_step* step)
+
+# The keys of train_epoch's `rule`: the fields of fbp_rule
+_RULE_KEYS = frozenset(["kind", "learning_rate", "l2", "l1", "weight_decay", "momentum",
+                        "nesterov", "rho", "beta1", "beta2", "epsilon"])
 
 # Batches of at most this many rows use the register-blocked kernels of
-# _microkernels.h for their two big products instead of BLAS, whose packing
+# fbp_gemm.h for their two big products instead of BLAS, whose packing
 # and dispatch dominate at that size (bench/README.md has the measurements).
 cdef bint _have_avx2 = fbp_have_avx2()
 cdef Py_ssize_t _small_batch = 32 if _have_avx2 else 0
-# The AVX2 twins of the adaptive update rules (same bits as the SSE2 ones)
+# The AVX2 twins of the update-rule loops (same bits as the SSE2 ones)
 cdef bint _avx2_rules = _have_avx2
 
 
@@ -120,7 +147,7 @@ def _set_small_batch(Py_ssize_t rows):
 
 
 def _set_avx2_rules(bint on):
-    """Testing knob: AVX2 (True) or SSE2 (False) loops for rmsprop and adam; returns the old choice.
+    """Testing knob: AVX2 (True) or SSE2 (False) loops for the update rules; returns the old choice.
 
     Has no effect without AVX2 + FMA.
     """
@@ -128,11 +155,6 @@ def _set_avx2_rules(bint on):
     old = _avx2_rules
     _avx2_rules = on and _have_avx2
     return old
-
-
-ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH,
-                    "relu": RELU, "softmax": SOFTMAX}
-LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
 
 
 # ---------------------------------------------------------------- scalar maths
@@ -163,22 +185,6 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanhf(x)
     else:
         return tanh(x)
-
-
-cdef inline floating _sqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
-cdef inline floating _sign(floating x) noexcept nogil:
-    # selects of floating constants, not (x > 0) - (x < 0): an int result
-    # would stop the float64 update loops from vectorizing
-    cdef floating positive = 1 if x > 0 else 0
-    cdef floating negative = 1 if x < 0 else 0
-    return positive - negative
-
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
     # split on the sign of z so that exp never overflows
@@ -380,24 +386,26 @@ cdef double _output_row(floating* a, const floating* b, const floating* y,
     return cost
 
 
-cdef double _penalty(floating** W, const Py_ssize_t* sizes, Py_ssize_t n_layers,
+cdef double _penalty(const floating* params, const Py_ssize_t* sizes, Py_ssize_t n_layers,
                      double l2, double l1) noexcept nogil:
-    """(l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1."""
-    cdef Py_ssize_t k, i
+    """(l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1, in double, over the flat params."""
+    cdef Py_ssize_t l, i, size, offset = 0
     cdef double squares = 0, absolutes = 0
-    cdef floating* w
+    cdef const floating* w
     if l2 == 0 and l1 == 0:
         return 0
-    for k in range(n_layers):
-        w = W[k]
+    for l in range(1, n_layers + 1):
+        w = params + offset
+        size = sizes[l - 1] * sizes[l]
+        offset += size + sizes[l]
         if _have_avx2:
             # vectorized, many accumulators: this runs once per batch
             if floating is float:
-                fbp_snorms(w, sizes[k] * sizes[k + 1], &squares, &absolutes)
+                fbp_snorms(w, size, &squares, &absolutes)
             else:
-                fbp_dnorms(w, sizes[k] * sizes[k + 1], &squares, &absolutes)
+                fbp_dnorms(w, size, &squares, &absolutes)
         else:
-            for i in range(sizes[k] * sizes[k + 1]):
+            for i in range(size):
                 squares += <double> w[i] * w[i]
                 absolutes += w[i] if w[i] >= 0 else -w[i]
     return 0.5 * l2 * squares + l1 * absolutes
@@ -413,151 +421,252 @@ cdef void _column_sums(const floating* delta, Py_ssize_t m, Py_ssize_t n,
             out[j] += delta[i * n + j]
 
 
+# ---------------------------------------------------------------- the buffers
+
+cdef struct Buffers:
+    # Every buffer pointer of one call, filled by _bind and released by
+    # _unbind, the same for all entry points. A struct cannot be fused over
+    # float and double, so the pointers are untyped: each routine casts them
+    # to its floating type. Per-layer arrays are indexed by l (see the top).
+    Py_ssize_t n_layers         # L
+    const Py_ssize_t* sizes     # n_0 .. n_L
+    const int* activations      # f_1 .. f_L at 0 .. L-1
+    int loss
+    void** W                    # W[l] = W^l, l = 1..L (W[0] unused): into params
+    void** B                    # B[l] = b^l
+    void** A                    # A[l] = A^l, l = 0..L: A^0 set per batch, the rest in work
+    void** GW                   # dJ/dW^l, dJ/db^l: into grads, or NULL
+    void** GB
+    void** M1W                  # moment1 (running sum of gradients) per layer, or NULL
+    void** M1B
+    void** M2W                  # moment2 (average of squared gradients) per layer, or NULL
+    void** M2B
+    void* delta                 # delta^l, (m, n_l), and the spare one that the
+    void* spare                 # recursion swaps with it: each (capacity, widest)
+    void* scratch               # (eta/m) (delta^l)^T laid out for fbp_?ger
+    void* x_rows                # the gathered rows of X and of Y
+    void* y_rows
+    void* column_sums           # sum over rows of delta^l
+
+
+cdef void _layer_views(floating* vector, const Py_ssize_t* sizes, Py_ssize_t n_layers,
+                       void** W, void** B) noexcept nogil:
+    """W[l], B[l] for l = 1..L into a vector with the layout of params (or NULL)."""
+    cdef Py_ssize_t l, offset = 0
+    W[0] = B[0] = NULL
+    for l in range(1, n_layers + 1):
+        W[l] = vector + offset if vector != NULL else NULL
+        offset += sizes[l - 1] * sizes[l]
+        B[l] = vector + offset if vector != NULL else NULL
+        offset += sizes[l]
+
+
+cdef int _bind(Buffers* buf, floating* params, floating* grads, floating* moment1,
+               floating* moment2, floating* work, const Py_ssize_t[::1] sizes,
+               const int[::1] activations, int loss, Py_ssize_t capacity) except -1:
+    """Point `buf` into the flat parameter, gradient, moment and work vectors.
+
+    The work layout, for batches of up to `capacity` rows, is the one of
+    workspace_size. Raises MemoryError; on success, release with _unbind.
+    """
+    cdef Py_ssize_t l, offset = 0, widest = 0, n_layers = sizes.shape[0] - 1
+    cdef Py_ssize_t stride = n_layers + 1
+    cdef void** table = <void**> malloc(9 * stride * sizeof(void*))
+    if table == NULL:
+        raise MemoryError()
+    buf.n_layers = n_layers
+    buf.sizes = &sizes[0]
+    buf.activations = &activations[0]
+    buf.loss = loss
+    buf.W, buf.B, buf.A = table, table + stride, table + 2 * stride
+    buf.GW, buf.GB = table + 3 * stride, table + 4 * stride
+    buf.M1W, buf.M1B = table + 5 * stride, table + 6 * stride
+    buf.M2W, buf.M2B = table + 7 * stride, table + 8 * stride
+    _layer_views(params, buf.sizes, n_layers, buf.W, buf.B)
+    _layer_views(grads, buf.sizes, n_layers, buf.GW, buf.GB)
+    _layer_views(moment1, buf.sizes, n_layers, buf.M1W, buf.M1B)
+    _layer_views(moment2, buf.sizes, n_layers, buf.M2W, buf.M2B)
+    buf.A[0] = NULL
+    for l in range(1, n_layers + 1):
+        buf.A[l] = work + offset
+        offset += capacity * sizes[l]
+        if sizes[l] > widest:
+            widest = sizes[l]
+    buf.delta = work + offset
+    offset += capacity * widest
+    buf.spare = work + offset
+    offset += capacity * widest
+    buf.scratch = work + offset
+    offset += capacity * widest
+    buf.x_rows = work + offset
+    offset += capacity * sizes[0]
+    buf.y_rows = work + offset
+    offset += capacity * sizes[n_layers]
+    buf.column_sums = work + offset
+    return 0
+
+
+cdef inline void _unbind(Buffers* buf) noexcept:
+    free(buf.W)         # the start of the one table
+
+
 # ---------------------------------------------------------------- whole network
 
-cdef double _forward_batch(floating** W, floating** B, floating** A,
-                           const Py_ssize_t* sizes, Py_ssize_t n_layers,
-                           const int* activations, int loss,
-                           const floating* y, Py_ssize_t m, floating* delta,
-                           Py_ssize_t* n_correct) noexcept nogil:
-    """Forward pass from A[0]; caches A[1..L]. With y, also delta^L and sum C_i."""
-    cdef Py_ssize_t k, i, n_in, n_out
+cdef double _forward(Buffers* buf, floating* x, const floating* y, Py_ssize_t m,
+                     Py_ssize_t* n_correct) noexcept nogil:
+    """A^1 .. A^L from A^0 = x (m rows); with targets y, also delta^L and sum_i C_i."""
+    cdef Py_ssize_t l, i, n_in, n_out, n_layers = buf.n_layers
+    cdef floating** W = <floating**> buf.W
+    cdef floating** B = <floating**> buf.B
+    cdef floating** A = <floating**> buf.A
+    cdef floating* delta = <floating*> buf.delta
     cdef double cost = 0
-    for k in range(n_layers):
-        n_in = sizes[k]
-        n_out = sizes[k + 1]
-        # Z^k = A^{k-1} (W^k)^T, then bias and activation while it is hot
-        _matmul_nt(A[k], W[k], A[k + 1], m, n_out, n_in)
-        if k < n_layers - 1 or y == NULL:
-            _bias_activation(A[k + 1], B[k], m, n_out, activations[k])
+    A[0] = x
+    for l in range(1, n_layers + 1):
+        n_in = buf.sizes[l - 1]
+        n_out = buf.sizes[l]
+        # Z^l = A^{l-1} (W^l)^T, then b^l and f_l while it is hot: A^l in place of Z^l
+        _matmul_nt(A[l - 1], W[l], A[l], m, n_out, n_in)
+        if l < n_layers or y == NULL:
+            _bias_activation(A[l], B[l], m, n_out, buf.activations[l - 1])
         else:
             for i in range(m):
-                cost += _output_row(A[k + 1] + i * n_out, B[k], y + i * n_out,
-                                    delta + i * n_out, n_out, activations[k],
-                                    loss, n_correct)
+                cost += _output_row(A[l] + i * n_out, B[l], y + i * n_out,
+                                    delta + i * n_out, n_out, buf.activations[l - 1],
+                                    buf.loss, n_correct)
     return cost
 
 
-cdef void _apply_rule(floating* w, const floating* g, floating* s1, floating* s2,
-                      Py_ssize_t size, bint weights, const Update* u) noexcept nogil:
-    """One fused pass of the update rule over a weight matrix or bias vector.
+cdef int _update_mode(const fbp_rule* rule) noexcept nogil:
+    """FUSED_SGD or FUSED_MOMENTUM when only the L2 decay joins the data gradient
+    of plain SGD (then it rides on the update GEMM), else GRADIENT_THEN_RULE."""
+    if (rule.kind == SGD and rule.l1 == 0 and rule.weight_decay == 0
+            and not rule.nesterov):
+        return FUSED_MOMENTUM if rule.momentum != 0 else FUSED_SGD
+    return GRADIENT_THEN_RULE
 
-    g holds the data gradient (1/m) delta^T A (or the bias one); the coupled
-    penalties join it here, for weights only: g + l2 W + l1 sign(W).
-    """
-    cdef Py_ssize_t i
-    cdef floating grad, change
-    cdef floating lr = <floating> u.learning_rate
-    cdef floating l2 = <floating> (u.l2 if weights else 0)
-    cdef floating l1 = <floating> (u.l1 if weights else 0)
-    cdef floating keep = <floating> (1 - u.learning_rate * u.weight_decay if weights else 1)
-    cdef floating mu = <floating> u.momentum
-    cdef fbp_rule r
-    if u.optimizer == OPT_ADAM or u.optimizer == OPT_RMSPROP:
-        # sqrt and a division per element: the vectorized loops of _microkernels.h
-        r.lr, r.l2 = u.learning_rate, (u.l2 if weights else 0)
-        r.l1 = u.l1 if weights else 0
-        r.keep = 1 - u.learning_rate * u.weight_decay if weights else 1
-        r.c1, r.c2, r.eps = u.correction1, u.correction2, u.epsilon
-        if u.optimizer == OPT_ADAM:
-            r.a, r.b = u.beta1, u.beta2
-            if floating is float:
-                (fbp_sadam_avx2 if _avx2_rules else fbp_sadam)(w, g, s1, s2, size, &r)
-            else:
-                (fbp_dadam_avx2 if _avx2_rules else fbp_dadam)(w, g, s1, s2, size, &r)
+
+cdef inline void _apply_rule(floating* w, const floating* g, floating* moment1,
+                             floating* moment2, Py_ssize_t size, bint weights,
+                             const fbp_rule* rule, const fbp_step* step) noexcept nogil:
+    """One fused pass of the rule (fbp_rules.h) over W^l (weights) or b^l, from g."""
+    if rule.kind == ADAM:
+        if floating is float:
+            (fbp_sadam_avx2 if _avx2_rules else fbp_sadam)(
+                w, g, moment1, moment2, size, rule, weights, step)
         else:
-            r.a, r.b = u.rho, 0
-            if floating is float:
-                (fbp_srmsprop_avx2 if _avx2_rules else fbp_srmsprop)(w, g, s1, size, &r)
-            else:
-                (fbp_drmsprop_avx2 if _avx2_rules else fbp_drmsprop)(w, g, s1, size, &r)
-    elif mu != 0:
-        for i in range(size):
-            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
-            # v <- mu v - eta g ; W <- W + v, or W + mu v - eta g (Nesterov)
-            s1[i] = mu * s1[i] - lr * grad
-            change = mu * s1[i] - lr * grad if u.nesterov else s1[i]
-            w[i] = keep * w[i] + change
+            (fbp_dadam_avx2 if _avx2_rules else fbp_dadam)(
+                w, g, moment1, moment2, size, rule, weights, step)
+    elif rule.kind == RMSPROP:
+        if floating is float:
+            (fbp_srmsprop_avx2 if _avx2_rules else fbp_srmsprop)(
+                w, g, moment2, size, rule, weights)
+        else:
+            (fbp_drmsprop_avx2 if _avx2_rules else fbp_drmsprop)(
+                w, g, moment2, size, rule, weights)
     else:
-        for i in range(size):
-            grad = g[i] + l2 * w[i] + l1 * _sign(w[i])
-            w[i] = keep * w[i] - lr * grad
-
-
-cdef void _backward_batch(floating** W, floating** B, floating** A,
-                          floating** GW, floating** GB,
-                          floating** S1W, floating** S1B,
-                          floating** S2W, floating** S2B,
-                          const Py_ssize_t* sizes, Py_ssize_t n_layers,
-                          const int* activations, Py_ssize_t m,
-                          floating* delta, floating* spare, floating* column_sums,
-                          floating* scratch, const Update* u) noexcept nogil:
-    """Backpropagate delta^L (in `delta`) and update, or write gradients.
-
-    Layer k's update comes after delta^{k-1} has been computed from the old
-    W^k, so the recursion always sees the parameters of the forward pass.
-    """
-    cdef Py_ssize_t k, i, j, n_in, n_out, size
-    cdef unsigned csr
-    cdef floating* swap
-    cdef floating* w
-    cdef floating* v
-    cdef floating step = <floating> (u.learning_rate / m)
-    cdef floating eta_l2 = <floating> (u.learning_rate * u.l2)
-    cdef floating mu = <floating> u.momentum
-    cdef floating decay = <floating> u.l2
-    cdef floating l1 = <floating> u.l1
-    for k in range(n_layers - 1, -1, -1):
-        n_in = sizes[k]
-        n_out = sizes[k + 1]
-        size = n_in * n_out
-        if k > 0:
-            # delta^{k-1} = (delta^k W^k) * f'(A^k); the input layer needs none
-            _gemm(c'N', c'N', <int> m, <int> n_in, <int> n_out, 1, delta,
-                  <int> n_out, W[k], <int> n_in, 0, spare, <int> n_in)
-            _times_derivative(spare, A[k], m * n_in, activations[k - 1])
-        _column_sums(delta, m, n_out, column_sums)
-        w = W[k]
-        if u.mode == MODE_SGD:
-            # W <- (1 - eta l2) W - (eta/m) delta^T A^{k-1}
-            _outer_update(delta, A[k], m, n_out, n_in, -step, 1 - eta_l2, w, scratch)
-            for j in range(n_out):
-                B[k][j] -= step * column_sums[j]
-        elif u.mode == MODE_MOMENTUM:
-            # v <- mu v - eta (dJ/dW); W <- W + v
-            v = S1W[k]
-            _outer_update(delta, A[k], m, n_out, n_in, -step, mu, v, scratch)
-            if eta_l2 != 0:
-                for i in range(size):
-                    v[i] -= eta_l2 * w[i]
-                    w[i] += v[i]
-            else:
-                for i in range(size):
-                    w[i] += v[i]
-            v = S1B[k]
-            for j in range(n_out):
-                v[j] = mu * v[j] - step * column_sums[j]
-                B[k][j] += v[j]
+        if floating is float:
+            (fbp_ssgd_avx2 if _avx2_rules else fbp_ssgd)(w, g, moment1, size, rule, weights)
         else:
-            # dJ/dW = (1/m) delta^T A^{k-1} (+ l2 W + l1 sign W); dJ/db = (1/m) sum_rows delta
-            v = GW[k]
-            _outer_update(delta, A[k], m, n_out, n_in, <floating> (1.0 / m), 0, v,
-                          scratch)
-            for j in range(n_out):
-                GB[k][j] = column_sums[j] / m
-            if u.mode == MODE_RULE:
-                # subnormal moments flushed to zero: see fbp_flush_denormals
-                csr = fbp_flush_denormals()
-                _apply_rule(w, v, S1W[k], S2W[k], size, True, u)
-                _apply_rule(B[k], GB[k], S1B[k], S2B[k], n_out, False, u)
-                fbp_restore_csr(csr)
-            elif decay != 0 or l1 != 0:
-                for i in range(size):
-                    v[i] += decay * w[i] + l1 * _sign(w[i])
-        if k > 0:
+            (fbp_dsgd_avx2 if _avx2_rules else fbp_dsgd)(w, g, moment1, size, rule, weights)
+
+
+cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ssize_t m,
+                        int mode, const fbp_rule* rule, const fbp_step* step) noexcept nogil:
+    """Layer l's update from delta^l and A^{l-1} (or its gradient): every rule goes here."""
+    cdef Py_ssize_t i, j, n_in = buf.sizes[l - 1], n_out = buf.sizes[l]
+    cdef Py_ssize_t size = n_in * n_out
+    cdef unsigned csr
+    cdef floating* w = (<floating**> buf.W)[l]
+    cdef floating* b = (<floating**> buf.B)[l]
+    cdef const floating* a = (<floating**> buf.A)[l - 1]
+    cdef floating* column_sums = <floating*> buf.column_sums
+    cdef floating* scratch = <floating*> buf.scratch
+    cdef floating* v
+    cdef floating* gw
+    cdef floating* gb
+    cdef floating rate = <floating> (rule.learning_rate / m)       # eta / m
+    cdef floating eta_l2 = <floating> (rule.learning_rate * rule.l2)
+    cdef floating mu = <floating> rule.momentum
+    _column_sums(delta, m, n_out, column_sums)
+    if mode == FUSED_SGD:
+        # W^l <- (1 - eta l2) W^l - (eta/m) (delta^l)^T A^{l-1}: the decay is the GEMM's beta
+        _outer_update(delta, a, m, n_out, n_in, -rate, 1 - eta_l2, w, scratch)
+        for j in range(n_out):
+            b[j] -= rate * column_sums[j]
+    elif mode == FUSED_MOMENTUM:
+        # v <- mu v - eta dJ/dW^l (its data term from the GEMM); W^l <- W^l + v
+        v = (<floating**> buf.M1W)[l]
+        _outer_update(delta, a, m, n_out, n_in, -rate, mu, v, scratch)
+        if eta_l2 != 0:
+            for i in range(size):
+                v[i] -= eta_l2 * w[i]
+                w[i] += v[i]
+        else:
+            for i in range(size):
+                w[i] += v[i]
+        v = (<floating**> buf.M1B)[l]
+        for j in range(n_out):
+            v[j] = mu * v[j] - rate * column_sums[j]
+            b[j] += v[j]
+    else:
+        # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} (+ penalties); dJ/db^l = (1/m) sum_rows delta^l
+        gw = (<floating**> buf.GW)[l]
+        gb = (<floating**> buf.GB)[l]
+        _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / m), 0, gw, scratch)
+        for j in range(n_out):
+            gb[j] = column_sums[j] / m
+        if mode == GRADIENT_THEN_RULE:
+            # subnormal moments flushed to zero: see fbp_flush_denormals
+            csr = fbp_flush_denormals()
+            _apply_rule(w, gw, (<floating**> buf.M1W)[l], (<floating**> buf.M2W)[l],
+                        size, True, rule, step)
+            _apply_rule(b, gb, (<floating**> buf.M1B)[l], (<floating**> buf.M2B)[l],
+                        n_out, False, rule, step)
+            fbp_restore_csr(csr)
+        elif <floating> rule.l2 != 0 or <floating> rule.l1 != 0:
+            # GRADIENTS_ONLY: dJ/dW^l += l2 W^l + l1 sign(W^l)
+            if floating is float:
+                fbp_sadd_penalty(gw, w, size, rule)
+            else:
+                fbp_dadd_penalty(gw, w, size, rule)
+
+
+cdef void _backward(Buffers* buf, floating* delta, Py_ssize_t m, int mode,
+                    const fbp_rule* rule, const fbp_step* step) noexcept nogil:
+    """Backpropagate delta^L (in `delta`), updating each layer on the way down.
+
+    Layer l is updated right after delta^{l-1} has been computed from the
+    old W^l, so the recursion always sees the parameters of the forward pass.
+    """
+    cdef Py_ssize_t l, n_in, n_out
+    cdef floating** W = <floating**> buf.W
+    cdef floating** A = <floating**> buf.A
+    cdef floating* spare = <floating*> buf.spare
+    cdef floating* swap
+    for l in range(buf.n_layers, 0, -1):
+        n_in = buf.sizes[l - 1]
+        n_out = buf.sizes[l]
+        if l > 1:
+            # delta^{l-1} = (delta^l W^l) * f_{l-1}'(A^{l-1}); the input layer needs none
+            _gemm(c'N', c'N', <int> m, <int> n_in, <int> n_out, 1, delta,
+                  <int> n_out, W[l], <int> n_in, 0, spare, <int> n_in)
+            _times_derivative(spare, A[l - 1], m * n_in, buf.activations[l - 2])
+        _update_layer(buf, l, delta, m, mode, rule, step)
+        if l > 1:
             swap = delta
             delta = spare
             spare = swap
+
+
+cdef double _batch(Buffers* buf, floating* x, const floating* y, Py_ssize_t m, int mode,
+                   const fbp_rule* rule, const fbp_step* step,
+                   Py_ssize_t* n_correct) noexcept nogil:
+    """One batch of m rows, A^0 = x against y: forward, delta^L, backward with
+    the update (or the gradient, by `mode`). Returns sum_i C_i before the update."""
+    cdef double cost = _forward(buf, x, y, m, n_correct)
+    _backward(buf, <floating*> buf.delta, m, mode, rule, step)
+    return cost
 
 
 # ------------------------------------------------------------- buffers & checks
@@ -614,7 +723,7 @@ class NonFiniteInput(ValueError):
 
 
 def parameter_count(const Py_ssize_t[::1] sizes not None):
-    """Length of the flat parameter vector [W_0, b_0, W_1, b_1, ...].
+    """Length of the flat parameter vector [W^1, b^1, W^2, b^2, ...].
 
     Raises ValueError for a non-positive size and OverflowError when the
     count does not fit in a Py_ssize_t (the arithmetic is done in Python
@@ -654,65 +763,6 @@ def workspace_size(const Py_ssize_t[::1] sizes not None, Py_ssize_t capacity):
     return size
 
 
-# Slots of the per-layer pointer table that every entry point fills: slot s
-# of layer k is table[s * (n_layers + 1) + k]. A has n_layers + 1 entries.
-cdef enum:
-    SLOT_W = 0
-    SLOT_B = 1
-    SLOT_A = 2
-    SLOT_GW = 3
-    SLOT_GB = 4
-    SLOT_S1W = 5
-    SLOT_S1B = 6
-    SLOT_S2W = 7
-    SLOT_S2B = 8
-    N_SLOTS = 9
-
-
-cdef void _layer_views(floating* vector, const Py_ssize_t* sizes,
-                       Py_ssize_t n_layers, floating** W, floating** B) noexcept nogil:
-    """Per-layer W and b pointers into a vector with the layout of params."""
-    cdef Py_ssize_t k, offset = 0
-    for k in range(n_layers):
-        W[k] = vector + offset if vector != NULL else NULL
-        offset += sizes[k] * sizes[k + 1]
-        B[k] = vector + offset if vector != NULL else NULL
-        offset += sizes[k + 1]
-
-
-cdef void _bind(floating** table, floating* params, floating* grads,
-                floating* state1, floating* state2, floating* work,
-                const Py_ssize_t* sizes, Py_ssize_t n_layers, Py_ssize_t capacity,
-                floating** delta, floating** spare, floating** scratch,
-                floating** x_rows, floating** y_rows,
-                floating** column_sums) noexcept nogil:
-    """Point the table into the flat parameter, gradient, state and work vectors."""
-    cdef Py_ssize_t k, offset = 0, widest = 0, stride = n_layers + 1
-    cdef floating** A = table + SLOT_A * stride
-    _layer_views(params, sizes, n_layers, table + SLOT_W * stride, table + SLOT_B * stride)
-    _layer_views(grads, sizes, n_layers, table + SLOT_GW * stride, table + SLOT_GB * stride)
-    _layer_views(state1, sizes, n_layers, table + SLOT_S1W * stride,
-                 table + SLOT_S1B * stride)
-    _layer_views(state2, sizes, n_layers, table + SLOT_S2W * stride,
-                 table + SLOT_S2B * stride)
-    for k in range(1, n_layers + 1):
-        A[k] = work + offset
-        offset += capacity * sizes[k]
-        if sizes[k] > widest:
-            widest = sizes[k]
-    delta[0] = work + offset
-    offset += capacity * widest
-    spare[0] = work + offset
-    offset += capacity * widest
-    scratch[0] = work + offset
-    offset += capacity * widest
-    x_rows[0] = work + offset
-    offset += capacity * sizes[0]
-    y_rows[0] = work + offset
-    offset += capacity * sizes[n_layers]
-    column_sums[0] = work + offset
-
-
 cdef _check_network(Py_ssize_t n_params, const Py_ssize_t[::1] sizes,
                     Py_ssize_t n_activations):
     if sizes.shape[0] < 2:
@@ -750,16 +800,43 @@ cdef floating* _data_or_null(floating[::1] vector) noexcept:
     return &vector[0] if vector.shape[0] > 0 else NULL
 
 
-def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
-                floating[::1] state2, const Py_ssize_t[::1] sizes,
+
+cdef fbp_rule _as_rule(rule) except *:
+    """train_epoch's `rule` dict as the C struct, refusing unknown or missing keys."""
+    if not isinstance(rule, dict):
+        raise TypeError(f"rule must be a dict, not {type(rule).__name__}")
+    if rule.keys() != _RULE_KEYS:
+        raise ValueError(f"rule must have exactly the keys {sorted(_RULE_KEYS)}; "
+                         f"it has {sorted(rule)}")
+    cdef fbp_rule r = rule
+    return r
+
+
+def needs_gradients(rule):
+    """True when train_epoch needs the `grads` buffer for this rule (gradient then rule)."""
+    cdef fbp_rule r = _as_rule(rule)
+    return _update_mode(&r) == GRADIENT_THEN_RULE
+
+
+def penalty(const floating[::1] params not None, const Py_ssize_t[::1] sizes not None,
+            double l2, double l1):
+    """(l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1 in double: train_epoch's own sum."""
+    cdef double result
+    if sizes.shape[0] < 2:
+        raise ValueError("sizes needs at least an input and an output layer")
+    if params.shape[0] != parameter_count(sizes):
+        raise ValueError("params does not match sizes")
+    with nogil:
+        result = _penalty(&params[0], &sizes[0], sizes.shape[0] - 1, l2, l1)
+    return result
+
+
+def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1,
+                floating[::1] moment2, const Py_ssize_t[::1] sizes,
                 const int[::1] activations, int loss,
                 const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
-                floating[::1] work, double[::1] progress, *,
-                double learning_rate, double l2=0.0,
-                double l1=0.0, int optimizer=OPT_SGD, double momentum=0.0,
-                bint nesterov=False, double weight_decay=0.0, double rho=0.9,
-                double beta1=0.9, double beta2=0.999, double epsilon=1e-8,
+                floating[::1] work, double[::1] progress, rule,
                 long long step=0, bint check_signals=False, bint check_inputs=False):
     """One epoch of mini-batch training in one GIL-free call.
 
@@ -767,12 +844,15 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     0, 1, ..., n-1, and then rows are read in place, not gathered); each
     batch is forward, output delta, backward and update, all in `work`.
 
-    grads, state1 and state2 have the layout of params (or are empty where
-    the optimizer does not need them): grads is scratch for the gradient of
-    the rules that need one; state1 is the velocity (sgd with momentum), the
-    squared-gradient average (rmsprop) or the first moment (adam); state2
-    the second moment (adam). `step` counts the updates made before this
-    epoch (Adam's bias correction uses step + 1 for the first batch).
+    `rule` is a dict with exactly the keys kind (SGD, RMSPROP or ADAM),
+    learning_rate, l2, l1, weight_decay, momentum, nesterov, rho, beta1,
+    beta2 and epsilon. grads, moment1 and moment2 have the layout of params,
+    or are empty where the rule does not use them: grads is scratch for the
+    gradient of the rules that need one (see needs_gradients); moment1 is the
+    running sum of gradients (sgd momentum's velocity, adam's first moment);
+    moment2 the running average of squared gradients (rmsprop's, adam's
+    second moment). `step` counts the updates made before this epoch (Adam's
+    bias correction uses step + 1 for the first batch).
 
     After every batch, progress[0:3] holds (batches done, sum of m_B * J_B
     so far, correct predictions so far). With check_signals, the GIL is
@@ -790,7 +870,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update.
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_samples = X.shape[0]
     cdef Py_ssize_t n_in = sizes[0], n_out = sizes[n_layers]
     cdef Py_ssize_t n_params = params.shape[0]
@@ -798,19 +878,12 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
     cdef Py_ssize_t bad_row
     cdef bint gather = order.shape[0] > 0, finite = True
     cdef double total = 0, penalty
-    cdef Update u
-    cdef floating** table
-    cdef floating** A
-    cdef floating* delta
-    cdef floating* spare
-    cdef floating* scratch
-    cdef floating* x_rows
-    cdef floating* y_rows
-    cdef floating* column_sums
-    cdef const floating* y_batch
-    cdef floating* grads_data
-    cdef floating* state1_data
-    cdef floating* state2_data
+    cdef fbp_rule r = _as_rule(rule)
+    cdef fbp_step corrections
+    cdef int mode = _update_mode(&r)
+    cdef Buffers buf
+    cdef floating* x
+    cdef const floating* y
 
     _check_network(n_params, sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
@@ -827,49 +900,26 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
             bad_row = _find_out_of_range(&order[0], n_samples)
         if bad_row >= 0:
             raise ValueError(f"order[{bad_row}] is not a row index of X")
-    if optimizer not in (OPT_SGD, OPT_RMSPROP, OPT_ADAM):
-        raise ValueError("unknown optimizer code")
+    if r.kind not in (SGD, RMSPROP, ADAM):
+        raise ValueError("unknown rule kind: use SGD, RMSPROP or ADAM")
     if progress.shape[0] < 3:
         raise ValueError("progress needs 3 entries")
+    if mode == GRADIENT_THEN_RULE and grads.shape[0] != n_params:
+        raise ValueError("grads must have the layout of params")
+    if ((r.kind == ADAM or (r.kind == SGD and r.momentum != 0))
+            and moment1.shape[0] != n_params):
+        raise ValueError("moment1 must have the layout of params")
+    if (r.kind == ADAM or r.kind == RMSPROP) and moment2.shape[0] != n_params:
+        raise ValueError("moment2 must have the layout of params")
+    if n_samples == 0:
+        return 0.0, 0
     # look for signals about every 2e6 multiply-adds of work (~ a millisecond)
     check_every = max(1, 2000000 // max(1, batch_size * n_params))
 
-    u.optimizer = optimizer
-    u.learning_rate = learning_rate
-    u.l2 = l2
-    u.l1 = l1
-    u.weight_decay = weight_decay
-    u.momentum = momentum
-    u.nesterov = nesterov
-    u.rho = rho
-    u.beta1 = beta1
-    u.beta2 = beta2
-    u.epsilon = epsilon
-    if optimizer == OPT_SGD and l1 == 0 and weight_decay == 0 and not nesterov:
-        u.mode = MODE_MOMENTUM if momentum != 0 else MODE_SGD
-    else:
-        u.mode = MODE_RULE
-    if u.mode == MODE_RULE and grads.shape[0] != n_params:
-        raise ValueError("grads must have the layout of params")
-    if (optimizer != OPT_SGD or momentum != 0) and state1.shape[0] != n_params:
-        raise ValueError("state1 must have the layout of params")
-    if optimizer == OPT_ADAM and state2.shape[0] != n_params:
-        raise ValueError("state2 must have the layout of params")
-    if n_samples == 0:
-        return 0.0, 0
-
-    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
-    if table == NULL:
-        raise MemoryError()
-    A = table + SLOT_A * stride
-    grads_data = _data_or_null(grads)
-    state1_data = _data_or_null(state1)
-    state2_data = _data_or_null(state2)
+    _bind(&buf, &params[0], _data_or_null(grads), _data_or_null(moment1),
+          _data_or_null(moment2), &work[0], sizes, activations, loss, batch_size)
     try:
         with nogil:
-            _bind(table, &params[0], grads_data, state1_data, state2_data, &work[0],
-                  &sizes[0], n_layers, batch_size, &delta, &spare, &scratch,
-                  &x_rows, &y_rows, &column_sums)
             start = 0
             while start < n_samples:
                 stop = start + batch_size
@@ -877,35 +927,26 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                     stop = n_samples
                 m = stop - start
                 if gather:
+                    x = <floating*> buf.x_rows
                     for i in range(m):
-                        memcpy(x_rows + i * n_in, &X[order[start + i], 0],
+                        memcpy(x + i * n_in, &X[order[start + i], 0],
                                n_in * sizeof(floating))
-                        memcpy(y_rows + i * n_out, &Y[order[start + i], 0],
+                        memcpy((<floating*> buf.y_rows) + i * n_out, &Y[order[start + i], 0],
                                n_out * sizeof(floating))
-                    A[0] = x_rows
-                    y_batch = y_rows
+                    y = <floating*> buf.y_rows
                 else:
-                    A[0] = <floating*> &X[start, 0]
-                    y_batch = &Y[start, 0]
-                if check_inputs and not _block_finite(A[0], m * n_in):
+                    x = <floating*> &X[start, 0]
+                    y = &Y[start, 0]
+                if check_inputs and not _block_finite(x, m * n_in):
                     finite = False
                     break
                 step += 1
-                if optimizer == OPT_ADAM:
-                    u.correction1 = 1 / (1 - pow(beta1, <double> step))
-                    u.correction2 = 1 / (1 - pow(beta2, <double> step))
-                penalty = _penalty(table + SLOT_W * stride, &sizes[0], n_layers, l2, l1)
-                total += _forward_batch(
-                    table + SLOT_W * stride, table + SLOT_B * stride, A,
-                    &sizes[0], n_layers, &activations[0], loss, y_batch, m,
-                    delta, &n_correct) + m * penalty
-                _backward_batch(
-                    table + SLOT_W * stride, table + SLOT_B * stride, A,
-                    table + SLOT_GW * stride, table + SLOT_GB * stride,
-                    table + SLOT_S1W * stride, table + SLOT_S1B * stride,
-                    table + SLOT_S2W * stride, table + SLOT_S2B * stride,
-                    &sizes[0], n_layers, &activations[0], m, delta, spare,
-                    column_sums, scratch, &u)
+                if r.kind == ADAM:
+                    corrections.correction1 = 1 / (1 - pow(r.beta1, <double> step))
+                    corrections.correction2 = 1 / (1 - pow(r.beta2, <double> step))
+                penalty = _penalty(&params[0], &sizes[0], n_layers, r.l2, r.l1)
+                total += _batch(&buf, x, y, m, mode, &r, &corrections,
+                                &n_correct) + m * penalty
                 start = stop
                 batches += 1
                 progress[0] = batches
@@ -915,7 +956,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] state1,
                     with gil:
                         PyErr_CheckSignals()
     finally:
-        free(table)
+        _unbind(&buf)
     if not finite:
         raise NonFiniteInput(f"X holds NaN or infinity in the batch of rows from {start}")
     return total, n_correct
@@ -930,18 +971,10 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
 
     `work` must hold a batch of X.shape[0] rows. Returns (J, n_correct).
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
     cdef Py_ssize_t m = X.shape[0], n_correct = 0
     cdef double total
-    cdef Update u
-    cdef floating** table
-    cdef floating** A
-    cdef floating* delta
-    cdef floating* spare
-    cdef floating* scratch
-    cdef floating* x_rows
-    cdef floating* y_rows
-    cdef floating* column_sums
+    cdef fbp_rule r
+    cdef Buffers buf
 
     _check_network(params.shape[0], sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
@@ -951,35 +984,18 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
     if grads.shape[0] != params.shape[0]:
         raise ValueError("grads must have the layout of params")
 
-    u.mode = MODE_GRADIENTS
-    u.learning_rate = 0
-    u.l2 = l2
-    u.l1 = l1
-    u.momentum = 0
-    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
-    if table == NULL:
-        raise MemoryError()
-    A = table + SLOT_A * stride
+    # only the penalties of a rule matter for the gradients
+    r = fbp_rule(kind=SGD, learning_rate=0, l2=l2, l1=l1, weight_decay=0, momentum=0,
+                 nesterov=False, rho=0, beta1=0, beta2=0, epsilon=0)
+    _bind(&buf, <floating*> &params[0], &grads[0], NULL, NULL, &work[0], sizes,
+          activations, loss, m)
     try:
         with nogil:
-            _bind(table, <floating*> &params[0], &grads[0], NULL, NULL, &work[0],
-                  &sizes[0], n_layers, m, &delta, &spare, &scratch, &x_rows,
-                  &y_rows, &column_sums)
-            A[0] = <floating*> &X[0, 0]
-            total = _forward_batch(
-                table + SLOT_W * stride, table + SLOT_B * stride, A, &sizes[0],
-                n_layers, &activations[0], loss, &Y[0, 0], m, delta,
-                &n_correct) / m
-            total += _penalty(table + SLOT_W * stride, &sizes[0], n_layers, l2, l1)
-            _backward_batch(
-                table + SLOT_W * stride, table + SLOT_B * stride, A,
-                table + SLOT_GW * stride, table + SLOT_GB * stride,
-                table + SLOT_S1W * stride, table + SLOT_S1B * stride,
-                table + SLOT_S2W * stride, table + SLOT_S2B * stride,
-                &sizes[0], n_layers, &activations[0], m, delta, spare,
-                column_sums, scratch, &u)
+            total = _batch(&buf, <floating*> &X[0, 0], &Y[0, 0], m, GRADIENTS_ONLY,
+                           &r, NULL, &n_correct) / m
+            total += _penalty(&params[0], &sizes[0], sizes.shape[0] - 1, l2, l1)
     finally:
-        free(table)
+        _unbind(&buf)
     return total, n_correct
 
 
@@ -992,20 +1008,12 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
     With a Y of X's length (an empty Y skips this), also returns the data
     cost sum_i C_i and the number of correct predictions; otherwise (0, 0).
     """
-    cdef Py_ssize_t n_layers = sizes.shape[0] - 1, stride = n_layers + 1
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_samples = X.shape[0], n_out = sizes[n_layers]
     cdef Py_ssize_t start, stop, m, n_correct = 0
     cdef bint with_targets = Y.shape[0] > 0
     cdef double total = 0
-    cdef floating** table
-    cdef floating** A
-    cdef floating* delta
-    cdef floating* spare
-    cdef floating* scratch
-    cdef floating* x_rows
-    cdef floating* y_rows
-    cdef floating* column_sums
-    cdef floating* last
+    cdef Buffers buf
 
     _check_network(params.shape[0], sizes, activations.shape[0])
     if with_targets:
@@ -1020,35 +1028,24 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
     if n_samples == 0:
         return 0.0, 0
 
-    table = <floating**> malloc(N_SLOTS * stride * sizeof(floating*))
-    if table == NULL:
-        raise MemoryError()
-    A = table + SLOT_A * stride
+    _bind(&buf, <floating*> &params[0], NULL, NULL, NULL, &work[0], sizes, activations,
+          loss, capacity)
     try:
         with nogil:
-            _bind(table, <floating*> &params[0], NULL, NULL, NULL, &work[0],
-                  &sizes[0], n_layers, capacity, &delta, &spare, &scratch,
-                  &x_rows, &y_rows, &column_sums)
-            last = A[n_layers]
             start = 0
             while start < n_samples:
                 stop = start + capacity
                 if stop > n_samples:
                     stop = n_samples
                 m = stop - start
-                A[0] = <floating*> &X[start, 0]
                 # the output layer writes straight into `out`
-                A[n_layers] = &out[start, 0]
-                total += _forward_batch(
-                    table + SLOT_W * stride, table + SLOT_B * stride, A,
-                    &sizes[0], n_layers, &activations[0], loss,
-                    &Y[start, 0] if with_targets else NULL, m, delta,
-                    &n_correct)
+                (<floating**> buf.A)[n_layers] = &out[start, 0]
+                total += _forward(&buf, <floating*> &X[start, 0],
+                                  &Y[start, 0] if with_targets else NULL, m, &n_correct)
                 start = stop
                 if check_signals:
                     with gil:
                         PyErr_CheckSignals()
-            A[n_layers] = last
     finally:
-        free(table)
+        _unbind(&buf)
     return total, n_correct

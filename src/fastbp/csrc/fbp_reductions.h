@@ -1,0 +1,110 @@
+/* Reductions over a whole vector, AVX2 + FMA:
+ *
+ *   fbp_?norms       sum w^2 and sum |w| in double (the L2 and L1 terms of J)
+ *   fbp_?all_finite  1 when no value is NaN or infinite
+ *
+ * Both run with several independent accumulators and one fixed reduction
+ * order. Without AVX2 + FMA the caller uses its scalar loop; on other
+ * architectures plain loops stand in, for linking.
+ */
+#ifndef FASTBP_REDUCTIONS_H
+#define FASTBP_REDUCTIONS_H
+
+#include "fbp_cpu.h"
+
+#if FBP_X86
+
+/* Sums of w^2 and of |w| over n values, in double, for the L2 and L1 terms
+   of J: 8 independent accumulators per sum (the scalar chain was latency
+   bound), then one fixed reduction order. fbp_?load8 brings 8 values into
+   two vectors of doubles. */
+__attribute__((target("avx2,fma")))
+static inline void fbp_dload8(const double *w, __m256d *x, __m256d *y)
+{
+    *x = _mm256_loadu_pd(w);
+    *y = _mm256_loadu_pd(w + 4);
+}
+
+__attribute__((target("avx2,fma")))
+static inline void fbp_sload8(const float *w, __m256d *x, __m256d *y)
+{
+    __m256 v = _mm256_loadu_ps(w);
+    *x = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *y = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+#define FBP_NORMS(T, S)                                                        \
+__attribute__((target("avx2,fma")))                                            \
+static void fbp_##S##norms(const T *w, size_t n, double *squares,              \
+                           double *absolutes)                                  \
+{                                                                              \
+    const __m256d sign = _mm256_set1_pd(-0.0);                                 \
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, a0 = s0, a1 = s0, x, y;         \
+    size_t i = 0;                                                              \
+    for (; i + 8 <= n; i += 8) {                                               \
+        fbp_##S##load8(w + i, &x, &y);                                         \
+        s0 = _mm256_fmadd_pd(x, x, s0);                                        \
+        s1 = _mm256_fmadd_pd(y, y, s1);                                        \
+        a0 = _mm256_add_pd(a0, _mm256_andnot_pd(sign, x));                     \
+        a1 = _mm256_add_pd(a1, _mm256_andnot_pd(sign, y));                     \
+    }                                                                          \
+    double sq = fbp_hsum_pd(_mm256_add_pd(s0, s1));                            \
+    double ab = fbp_hsum_pd(_mm256_add_pd(a0, a1));                            \
+    for (; i < n; i++) {                                                       \
+        sq += (double)w[i] * w[i];                                             \
+        ab += fabs((double)w[i]);                                              \
+    }                                                                          \
+    *squares += sq;                                                            \
+    *absolutes += ab;                                                          \
+}
+
+FBP_NORMS(double, d)
+FBP_NORMS(float, s)
+
+/* 1 when all n values are finite. x * 0 is 0 for finite x and NaN for NaN or
+   infinity; NaN survives the additions. One pass, memory bound, checked
+   every 64 KiB so that a NaN early in a large array ends it early. */
+#define FBP_FINITE(T, S, VT, L, LOADU, MUL, ADD, ZERO, HSUM)                   \
+__attribute__((target("avx2,fma")))                                            \
+static int fbp_##S##all_finite(const T *x, size_t n)                           \
+{                                                                              \
+    const size_t block = 65536 / sizeof(T);                                    \
+    const VT zero = ZERO();                                                    \
+    size_t i = 0;                                                              \
+    while (i + 4 * L <= n) {                                                   \
+        size_t stop = i + block < n ? i + block : n;                           \
+        VT a0 = zero, a1 = zero, a2 = zero, a3 = zero;                         \
+        for (; i + 4 * L <= stop; i += 4 * L) {                                \
+            a0 = ADD(a0, MUL(LOADU(x + i), zero));                             \
+            a1 = ADD(a1, MUL(LOADU(x + i + L), zero));                         \
+            a2 = ADD(a2, MUL(LOADU(x + i + 2 * L), zero));                     \
+            a3 = ADD(a3, MUL(LOADU(x + i + 3 * L), zero));                     \
+        }                                                                      \
+        if (HSUM(ADD(ADD(a0, a1), ADD(a2, a3))) != 0)                          \
+            return 0;                                                          \
+    }                                                                          \
+    for (; i < n; i++)                                                         \
+        if (x[i] * 0 != 0)                                                     \
+            return 0;                                                          \
+    return 1;                                                                  \
+}
+
+FBP_FINITE(double, d, __m256d, 4, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd,
+           _mm256_setzero_pd, fbp_hsum_pd)
+FBP_FINITE(float, s, __m256, 8, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps,
+           _mm256_setzero_ps, fbp_hsum_ps)
+
+#else  /* not x86: never called (fbp_have_avx2() is 0), defined for linking */
+
+static void fbp_dnorms(const double *w, size_t n, double *squares, double *absolutes)
+{ for (size_t i = 0; i < n; i++) { *squares += w[i] * w[i]; *absolutes += fabs(w[i]); } }
+static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
+{ for (size_t i = 0; i < n; i++) { *squares += (double)w[i] * w[i]; *absolutes += fabs((double)w[i]); } }
+static int fbp_dall_finite(const double *x, size_t n)
+{ for (size_t i = 0; i < n; i++) if (x[i] * 0 != 0) return 0; return 1; }
+static int fbp_sall_finite(const float *x, size_t n)
+{ for (size_t i = 0; i < n; i++) if (x[i] * 0 != 0) return 0; return 1; }
+
+#endif
+
+#endif  /* FASTBP_REDUCTIONS_H */
