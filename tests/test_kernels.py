@@ -191,9 +191,11 @@ def test_fit_matches_baseline_on_either_gemm_path(dtype, rows):
 @pytest.mark.parametrize("settings", [
     dict(optimizer="adam", l1=0.003, l2=0.01), dict(optimizer="adamw"),
     dict(optimizer="rmsprop", l1=0.003, weight_decay=0.02),
-], ids=["adam", "adamw", "rmsprop"])
+    dict(optimizer="sgd", momentum=0.9, nesterov=True, l1=0.003, l2=0.01),
+    dict(optimizer="sgd", l1=0.003, weight_decay=0.02),
+], ids=["adam", "adamw", "rmsprop", "nesterov", "sgd-l1"])
 def test_adaptive_rules_give_the_same_bits_in_avx2_and_sse2(dtype, settings):
-    """The two twins of each rule's loop (_microkernels.h) agree bit for bit."""
+    """The two twins of each rule's loop (csrc/fbp_rules.h) agree bit for bit."""
     net, X, Y = setup("sigmoid", "softmax", dtype, n_samples=83)
     results = []
     for avx2 in (True, False):
@@ -416,3 +418,29 @@ def test_the_array_helpers_refuse_none(function):
         getattr(_kernels, function)(None)
     with pytest.raises(TypeError):
         _kernels.workspace_size(None, 4)
+
+
+# ------------------------------------------------------- penalty and update modes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_penalty_is_the_l2_and_l1_terms_of_J(dtype):
+    sizes = np.asarray([5, 4, 3], dtype=np.intp)
+    params = np.random.default_rng(0).standard_normal(_kernels.parameter_count(sizes)).astype(dtype)
+    W1, W2 = params[:20], params[24:36]
+    expected = sum(0.5 * 0.3 * float(np.dot(w.astype(float), w.astype(float)))
+                   + 0.2 * float(np.abs(w.astype(float)).sum()) for w in (W1, W2))
+    assert _kernels.penalty(params, sizes, 0.3, 0.2) == pytest.approx(expected, rel=1e-12)
+    assert _kernels.penalty(params, sizes, 0.0, 0.0) == 0.0
+    with pytest.raises(ValueError):
+        _kernels.penalty(params[:-1].copy(), sizes, 0.3, 0.2)
+
+
+def test_needs_gradients_only_outside_the_fused_sgd_paths():
+    rule = dict(kind=_kernels.SGD, learning_rate=0.1, l2=1e-3, l1=0.0, weight_decay=0.0,
+                momentum=0.9, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8)
+    assert not _kernels.needs_gradients(rule)
+    assert not _kernels.needs_gradients(dict(rule, momentum=0.0))
+    for change in (dict(l1=1e-4), dict(weight_decay=0.01), dict(nesterov=True),
+                   dict(kind=_kernels.RMSPROP), dict(kind=_kernels.ADAM)):
+        assert _kernels.needs_gradients(dict(rule, **change)), change
+    with pytest.raises(ValueError):
+        _kernels.needs_gradients(dict(rule, learning_rat=0.1))
