@@ -3,7 +3,7 @@
 # cython: initializedcheck=False, nonecheck=False
 """Hot loops of fastbp: fused forward, backward and update over whole epochs.
 
-Conventions (see DESIGN.md): a batch is stored as rows, A^0 = X of shape
+Conventions (the README's "The maths in brief"): a batch is stored as rows, A^0 = X of shape
 (m, n_0); layers are l = 1..L, W^l of shape (n_l, n_{l-1}), b^l of shape
 (n_l,). The code indexes layers as the maths does: W[l] = W^l, B[l] = b^l,
 A[l] = A^l (A[0] the batch), delta^l, sizes[l] = n_l; only `activations`,

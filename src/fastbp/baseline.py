@@ -1,4 +1,4 @@
-"""The maths of DESIGN.md in plain, vectorized NumPy.
+"""The maths of fastbp (README: "The maths in brief") in plain, vectorized NumPy.
 
 This module is the *oracle* for the tests and the *baseline* for the
 benchmarks, so it is written for clarity, straight from the formulas: one
