@@ -131,7 +131,7 @@ def check_params(params, constraints):
         if name not in params:
             continue
         value = params[name]
-        if isinstance(constraint, list):
+        if type(constraint) is list:
             if value is None and None in constraint:
                 continue
             (constraint,) = [entry for entry in constraint if entry is not None]

@@ -45,6 +45,7 @@ class Optimizer:
     kind = None
     state_names = ()
     default_weight_decay = 0.0
+    _hyperparameters = ()
 
     def __init__(self, dtype, **settings):
         self.updates = 0
@@ -59,9 +60,14 @@ class Optimizer:
 
     @classmethod
     def hyperparameters(cls):
-        """Names of the hyperparameters the rule takes."""
-        return [name for name in inspect.signature(cls.configure).parameters
-                if name not in ("self", "settings")]
+        """Names of the hyperparameters the rule takes (the keywords of `configure`)."""
+        return cls._hyperparameters
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # read once per class: inspect.signature costs more than a small step
+        cls._hyperparameters = tuple(name for name in inspect.signature(cls.configure).parameters
+                                     if name not in ("self", "settings"))
 
     @property
     def decay(self):

@@ -14,7 +14,6 @@ import logging
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -71,7 +70,14 @@ class _Outcome(NamedTuple):
 
 
 class _Rollback:
-    """The parameters and optimizer state at the start of an epoch, to put back."""
+    """The parameters and optimizer state at the start of an epoch, to put back.
+
+    As a context manager around the epoch kernel: NaN or infinity found in X
+    (NonFiniteInput) undoes the epoch before the error propagates; so does
+    an interrupt that leaves non-finite parameters (one that leaves finite
+    ones keeps the completed batches). For divergence the caller decides,
+    with `undo()`.
+    """
 
     def __init__(self, network, optimizer):
         self._params = network._params
@@ -82,6 +88,15 @@ class _Rollback:
     def undo(self):
         self._params[...] = self._saved
         self._optimizer.restore(self._optimizer_saved)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None and (issubclass(kind, _kernels.NonFiniteInput) or (
+                issubclass(kind, KeyboardInterrupt) and not all_finite(self._params))):
+            self.undo()
+        return False
 
 
 class Trainer:
@@ -198,6 +213,7 @@ class Trainer:
         self._guard = UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
         self._optimizer = None      # the update rule's object, with its state
+        self._optimizer_settings = None     # the settings it was last configured with
         empty = np.empty(0, dtype=network.dtype)
         self._gradients = empty     # gradient scratch of the rules that need one
         self._work = empty          # the kernels' work vector
@@ -242,15 +258,19 @@ class Trainer:
     def _gradient_buffer(self, rule):
         """Gradient scratch in the parameter layout where the rule needs one, else empty."""
         params = self.network._params
-        if _kernels.needs_gradients(rule) and self._gradients.size != params.size:
+        if self._gradients.size != params.size and _kernels.needs_gradients(rule):
             self._gradients = np.empty_like(params)
         return self._gradients
 
     def _ready_optimizer(self):
         """The current rule's object with the current settings, its state allocated."""
-        settings = {name: getattr(self, name) for name in _OPTIMIZER_SETTINGS}
-        self._optimizer = make_optimizer(self._optimizer, self.optimizer, self.network.dtype,
-                                         settings)
+        settings = tuple(getattr(self, name) for name in _OPTIMIZER_SETTINGS)
+        if (self._optimizer is None or self._optimizer.name != self.optimizer
+                or settings != self._optimizer_settings):
+            self._optimizer = make_optimizer(self._optimizer, self.optimizer,
+                                             self.network.dtype,
+                                             dict(zip(_OPTIMIZER_SETTINGS, settings)))
+            self._optimizer_settings = settings
         self._optimizer.allocate(self.network._params)
         return self._optimizer
 
@@ -262,6 +282,7 @@ class Trainer:
             self._optimizer = make_optimizer(None, owner, self.network.dtype, settings)
             self._optimizer.updates = updates
             self._optimizer.load_slots(slots)
+            self._optimizer_settings = tuple(settings.values())
 
     @property
     def _loss_code(self):
@@ -557,25 +578,9 @@ class Trainer:
             return None
         return outcome, metrics
 
-    @contextmanager
     def _rollback(self):
-        """A _Rollback of the state before the block; undone for a refused or broken epoch.
-
-        NaN or infinity found in X (NonFiniteInput) undoes the block before
-        the error propagates; so does an interrupt that leaves non-finite
-        parameters (one that leaves finite ones keeps the completed batches).
-        For divergence the caller decides, with `undo()`.
-        """
-        rollback = _Rollback(self.network, self._ready_optimizer())
-        try:
-            yield rollback
-        except _kernels.NonFiniteInput:
-            rollback.undo()
-            raise
-        except KeyboardInterrupt:
-            if not all_finite(self.network._params):
-                rollback.undo()
-            raise
+        """A _Rollback of the parameters and optimizer state as they are now."""
+        return _Rollback(self.network, self._ready_optimizer())
 
     def _run_epoch(self, X, Y, order, batch_size, learning_rate, where, check_inputs=False):
         """Run the epoch kernel once over (X, Y) and say what happened.
