@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import sys
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -24,6 +25,8 @@ __all__ = [
     "check_params",
     "check_rules",
     "check_seed",
+    "check_layer_sizes",
+    "check_activations",
     "signature_defaults",
     "improved",
     "unrecorded_monitor",
@@ -35,6 +38,7 @@ __all__ = [
     "DTYPES",
     "ACTIVATION_CODES",
     "LOSS_CODES",
+    "NETWORK_CONSTRAINTS",
     "TRAINER_CONSTRAINTS",
     "TRAINER_RULES",
     "FIT_CONSTRAINTS",
@@ -178,6 +182,67 @@ def signature_defaults(function, skip=("self",)):
         for name, parameter in inspect.signature(function).parameters.items()
         if name not in skip
     }
+
+
+# ---------------------------------------------------------------- Network
+
+# layer_sizes and activation have structure of their own (check_layer_sizes,
+# check_activations), dtype is resolved by _data.check_dtype, seed by check_seed
+NETWORK_CONSTRAINTS = {"output": Options(OUTPUT_ACTIVATIONS)}
+
+
+def check_layer_sizes(layer_sizes):
+    """`layer_sizes` as a list of at least two positive ints that the machine can address."""
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(
+            f"layer_sizes must be a sequence of positive integers, got {layer_sizes!r}"
+        )
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layer_sizes needs at least an input and an output size, got {sizes!r}"
+        )
+    for size in sizes:
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, Integral):
+            raise TypeError(f"layer_sizes must hold positive integers, got {sizes!r}")
+        if size < 1:
+            raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
+    sizes = [int(size) for size in sizes]
+    # counted in Python integers: the C count must never overflow
+    count = sum(fan_out * (fan_in + 1) for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+    if count > sys.maxsize // 8 or max(sizes) > sys.maxsize // 8:
+        raise ValueError(
+            f"layer_sizes {sizes} need {count} parameters, more than this machine can address"
+        )
+    return sizes
+
+
+def check_activations(activation, n_hidden):
+    """(the `activation` argument as kept, one name per hidden layer), or an error naming it."""
+    if isinstance(activation, str):
+        names = [activation] * n_hidden
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {HIDDEN_ACTIVATIONS} or a list of them, "
+                f"got {activation!r}"
+            )
+        return activation, names
+    if not isinstance(activation, (list, tuple)):
+        raise TypeError(
+            f"activation must be a string or a list of strings, got {activation!r}"
+        )
+    names = list(activation)
+    if len(names) != n_hidden:
+        raise ValueError(
+            f"activation as a list needs one entry per hidden layer ({n_hidden}), "
+            f"got {len(names)}"
+        )
+    for name in names:
+        if name not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"activation entries must be one of {HIDDEN_ACTIVATIONS}, got {name!r}"
+            )
+    return names, names
 
 
 # ------------------------------------------------------- Trainer and fit

@@ -42,7 +42,7 @@ import zipfile
 
 import numpy as np
 
-from ._contract import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ._contract import OUTPUT_ACTIVATIONS, check_activations, check_layer_sizes
 from ._data import check_dtype
 from ._optimizers import OPTIMIZER_CLASSES
 
@@ -175,7 +175,7 @@ def network_from_arrays(arrays, source, prefix=""):
     is allocated, so a file cannot make the loader reserve memory its
     arrays do not hold.
     """
-    from .network import Network, _check_activations, _check_layer_sizes
+    from .network import Network
 
     def text(key):
         value = arrays[prefix + key]
@@ -187,7 +187,7 @@ def network_from_arrays(arrays, source, prefix=""):
         sizes = arrays[prefix + "layer_sizes"]
         if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer):
             raise ValueError("layer_sizes must be a 1-D integer array")
-        sizes = _check_layer_sizes([int(size) for size in sizes])
+        sizes = check_layer_sizes([int(size) for size in sizes])
         n_hidden = len(sizes) - 2
         names = arrays[prefix + "activations"]
         if names.dtype.kind != "U" or names.ndim != 1:
@@ -210,7 +210,7 @@ def network_from_arrays(arrays, source, prefix=""):
             raise ValueError(f"activation {form!r} disagrees with activations {hidden}")
         else:
             activation = form
-        activation, hidden = _check_activations(activation, n_hidden)
+        activation, hidden = check_activations(activation, n_hidden)
         output = text("output")
         if output not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"unknown output activation {output!r}")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from numbers import Integral
-
 import numpy as np
 
 from . import _io, _kernels
@@ -12,8 +9,10 @@ from ._concurrency import UsageGuard, in_main_thread
 from ._contract import (
     ACTIVATION_CODES,
     HIDDEN_ACTIVATIONS,
+    NETWORK_CONSTRAINTS,
     OUTPUT_ACTIVATIONS,
-    Options,
+    check_activations,
+    check_layer_sizes,
     check_params,
     check_seed,
 )
@@ -24,58 +23,6 @@ __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUT_ACTIVATIONS"]
 
 # Rows per forward-pass chunk: bounds the workspace of `forward` on big inputs.
 _FORWARD_CHUNK = 256
-
-
-def _check_layer_sizes(layer_sizes):
-    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
-        raise TypeError(
-            f"layer_sizes must be a sequence of positive integers, got {layer_sizes!r}"
-        )
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(
-            f"layer_sizes needs at least an input and an output size, got {sizes!r}"
-        )
-    for size in sizes:
-        if isinstance(size, (bool, np.bool_)) or not isinstance(size, Integral):
-            raise TypeError(f"layer_sizes must hold positive integers, got {sizes!r}")
-        if size < 1:
-            raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
-    sizes = [int(size) for size in sizes]
-    # counted in Python integers: the C count must never overflow
-    count = sum(fan_out * (fan_in + 1) for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-    if count > sys.maxsize // 8 or max(sizes) > sys.maxsize // 8:
-        raise ValueError(
-            f"layer_sizes {sizes} need {count} parameters, more than this machine can address"
-        )
-    return sizes
-
-
-def _check_activations(activation, n_hidden):
-    if isinstance(activation, str):
-        names = [activation] * n_hidden
-        if activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {HIDDEN_ACTIVATIONS} or a list of them, "
-                f"got {activation!r}"
-            )
-        return activation, names
-    if not isinstance(activation, (list, tuple)):
-        raise TypeError(
-            f"activation must be a string or a list of strings, got {activation!r}"
-        )
-    names = list(activation)
-    if len(names) != n_hidden:
-        raise ValueError(
-            f"activation as a list needs one entry per hidden layer ({n_hidden}), "
-            f"got {len(names)}"
-        )
-    for name in names:
-        if name not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"activation entries must be one of {HIDDEN_ACTIVATIONS}, got {name!r}"
-            )
-    return names, names
 
 
 class Network:
@@ -112,14 +59,12 @@ class Network:
     N(0, 2/fan_in) for relu; biases start at zero.
     """
 
-    # layer_sizes and activation have structure of their own, checked by
-    # _check_layer_sizes and _check_activations; dtype by check_dtype
-    _parameter_constraints = {"output": Options(OUTPUT_ACTIVATIONS)}
+    _parameter_constraints = NETWORK_CONSTRAINTS
 
     def __init__(self, layer_sizes, activation="sigmoid", output="sigmoid",
                  dtype="float64", seed=None):
-        sizes = _check_layer_sizes(layer_sizes)
-        activation, hidden = _check_activations(activation, len(sizes) - 2)
+        sizes = check_layer_sizes(layer_sizes)
+        activation, hidden = check_activations(activation, len(sizes) - 2)
         check_params({"output": output}, self._parameter_constraints)
         dtype = check_dtype(dtype)
         seed = check_seed(seed)
@@ -255,7 +200,7 @@ class Network:
 
     def __setstate__(self, state):
         sizes = state["layer_sizes"]
-        activation, hidden = _check_activations(state["activation"], len(sizes) - 2)
+        activation, hidden = check_activations(state["activation"], len(sizes) - 2)
         self._setup(sizes, activation, hidden, state["output"], check_dtype(state["dtype"]))
         self._params[...] = state["parameters"]
 
