@@ -183,3 +183,19 @@ def test_the_penalty_of_j_is_the_kernels_one_sum_in_double(dtype):
     # evaluate's J and the training loss add the same penalty
     data_only = Trainer(net).evaluate(X, y)["loss"]
     assert trainer.evaluate(X, y)["loss"] == data_only + got
+
+
+@pytest.mark.parametrize("name, value", [("batch_size", True), ("batch_size", 1.0),
+                                         ("shuffle", 1), ("nesterov", 0),
+                                         ("learning_rate", float("nan"))])
+def test_a_value_equal_to_a_valid_one_but_of_another_type_is_still_refused(name, value):
+    # the trainer remembers the settings it last found valid: a reassigned
+    # attribute that compares equal (True == 1) must not pass for them
+    trainer = Trainer(Network([3, 2], seed=0), batch_size=1, shuffle=True, seed=0)
+    X, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    trainer.fit(X, y, epochs=1)
+    setattr(trainer, name, value)
+    with pytest.raises((TypeError, ValueError), match=name):
+        trainer.fit(X, y, epochs=1)
+    with pytest.raises((TypeError, ValueError), match=name):
+        trainer.step(X, y)

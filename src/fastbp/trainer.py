@@ -209,6 +209,7 @@ class Trainer:
         self.epsilon = epsilon
         self.schedule = make_schedule(schedule)
         self.on_divergence = on_divergence
+        self._valid_settings = None
         self._validate_params()
         self._guard = UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
@@ -224,7 +225,19 @@ class Trainer:
     # ------------------------------------------------------------- checks
 
     def _validate_params(self):
-        """Check every hyperparameter; raises before anything changes."""
+        """Check every hyperparameter; raises before anything changes.
+
+        Every public call starts here, since the hyperparameters are plain
+        attributes that may have been reassigned. The settings last found
+        valid are remembered (each value with its type, and the network and
+        schedule objects), so an unchanged trainer skips the checks: they
+        cost more than a small step's arithmetic.
+        """
+        settings = (self.network, self.schedule, *(
+            (type(value), value)
+            for value in map(self.__getattribute__, self._parameter_constraints)))
+        if settings == self._valid_settings:
+            return
         if not isinstance(self.network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {self.network!r}")
         params = {name: getattr(self, name) for name in self._parameter_constraints}
@@ -237,6 +250,7 @@ class Trainer:
                 "loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
                 "'softmax' in the Network, or loss='mse'"
             )
+        self._valid_settings = settings
 
     def _check_data(self, X, Y, names=("X", "Y"), check_finite=True):
         net = self.network
