@@ -651,7 +651,7 @@ def _tampered(source, tmp_path, name, prefix="", drop=(), **changes):
 
 NETWORK_DEFECTS = {
     # name: (changes, entries to drop, words of which the message has one)
-    "version 2": (dict(format_version=np.array(2)), (), "format_version"),
+    "version 3": (dict(format_version=np.array(3)), (), "format_version"),
     "version 0": (dict(format_version=np.array(0)), (), "format_version"),
     "version -1": (dict(format_version=np.array(-1)), (), "format_version"),
     "version as text": (dict(format_version=np.array("1")), (), "format_version"),

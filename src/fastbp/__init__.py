@@ -9,6 +9,7 @@ import logging
 
 from . import callbacks, schedules
 from .callbacks import Callback, EarlyStopping, LambdaCallback
+from .model import Model
 from .network import Network
 from .schedules import (
     Constant,
@@ -22,6 +23,7 @@ from .trainer import DivergenceError, Trainer
 __all__ = [
     "Network",
     "Trainer",
+    "Model",
     "DivergenceError",
     "Callback",
     "EarlyStopping",

@@ -20,6 +20,22 @@ Model file (``Network.save``), format "fastbp.network", version 1::
     W0 .. W{L-1}    dtype (n_l, n_{l-1})
     b0 .. b{L-1}    dtype (n_l,)
 
+Model file with preprocessing (``fastbp.Model.save``), the same format,
+version 2: every entry of version 1, and::
+
+    task            str   "classify" or "regress"
+    classes         (n_classes,) the original class labels (numbers or strings),
+                          classifiers only; output k is classes[k]
+    feature_names   str   (n_0,) optional: the input columns, in order
+    feature_mean    float64 (n_0,) optional: X is standardised as
+    feature_scale   float64 (n_0,)   (X - feature_mean) / feature_scale
+    target_mean     float64 () or (n_L,) optional, regressors: the network
+    target_scale    float64 () or (n_L,)   predicts (y - target_mean) / target_scale
+    history         str   JSON: the training history (per-epoch lists), or {}
+
+Version-1 files load as models too (no preprocessing); `Network.load` reads
+both versions, ignoring the version-2 entries.
+
 Checkpoint (``Trainer.save_checkpoint``), format "fastbp.checkpoint", version 1::
 
     format, format_version   "fastbp.checkpoint", 1
@@ -55,12 +71,15 @@ __all__ = [
     "read_npz",
     "save_network",
     "load_network",
+    "save_model",
+    "load_model",
     "save_checkpoint",
     "load_checkpoint",
 ]
 
 NETWORK_FORMAT = "fastbp.network"
-NETWORK_VERSION = 1
+NETWORK_VERSION = 1         # what Network.save writes: the network alone
+MODEL_VERSION = 2           # what Model.save writes: the network and its preprocessing
 CHECKPOINT_FORMAT = "fastbp.checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -115,6 +134,8 @@ def atomic_savez(path, arrays):
 def read_npz(path, file_format, version):
     """All arrays of a fastbp .npz file, checked for format and version.
 
+    `version` is the one version this reader takes, or a tuple of them.
+
     Anything unreadable (truncated, corrupt, foreign, pickle-bearing) is a
     ValueError naming the file; the file is closed whatever happens.
     """
@@ -138,9 +159,11 @@ def read_npz(path, file_format, version):
     found = arrays.get("format_version")
     if found is None or found.shape != () or not np.issubdtype(found.dtype, np.integer):
         raise ValueError(f"{name!r} has no valid format_version")
-    if int(found) != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if int(found) not in versions:
+        readable = " and ".join(str(v) for v in versions)
         raise ValueError(
-            f"{name!r} has format_version {int(found)}; this fastbp reads version {version}"
+            f"{name!r} has format_version {int(found)}; this fastbp reads version {readable}"
         )
     return arrays
 
@@ -249,9 +272,92 @@ def save_network(network, path):
 
 
 def load_network(path):
-    """The Network in the model file at `path`."""
-    arrays = read_npz(path, NETWORK_FORMAT, NETWORK_VERSION)
+    """The Network in the model file at `path` (version 1 or 2)."""
+    arrays = read_npz(path, NETWORK_FORMAT, (NETWORK_VERSION, MODEL_VERSION))
     return network_from_arrays(arrays, os.fspath(path))
+
+
+# ------------------------------------------------------------------ models
+
+_MODEL_TEXT = ("task",)
+_MODEL_VECTORS = ("feature_mean", "feature_scale")
+_MODEL_SCALARS = ("target_mean", "target_scale")
+
+
+def save_model(model, path):
+    """Write `model` (network, task, classes, feature names, scaling, history) to `path`."""
+    arrays = _header(NETWORK_FORMAT, MODEL_VERSION)
+    arrays.update(network_arrays(model.network))
+    arrays["task"] = np.array(model.task)
+    if model.classes is not None:
+        arrays["classes"] = np.asarray(model.classes)
+    if model.feature_names is not None:
+        arrays["feature_names"] = np.asarray(model.feature_names, dtype=str)
+    for key in _MODEL_VECTORS + _MODEL_SCALARS:
+        value = getattr(model, key)
+        if value is not None:
+            arrays[key] = np.asarray(value, dtype=np.float64)
+    arrays["history"] = np.array(json.dumps(model.history or {}))
+    atomic_savez(path, arrays)
+
+
+def load_model(path):
+    """The fields of the Model in the file at `path`, checked: a dict for Model().
+
+    A version-1 file (a bare `Network.save`) gives the network with the
+    task its output implies and no preprocessing.
+    """
+    source = os.fspath(path)
+    arrays = read_npz(path, NETWORK_FORMAT, (NETWORK_VERSION, MODEL_VERSION))
+    network = network_from_arrays(arrays, source)
+    n_inputs, n_outputs = network.layer_sizes[0], network.layer_sizes[-1]
+    fields = {"network": network, "task": None, "classes": None, "feature_names": None,
+              "feature_mean": None, "feature_scale": None, "target_mean": None,
+              "target_scale": None, "history": {}}
+    if int(arrays["format_version"]) == NETWORK_VERSION:
+        return fields
+    try:
+        task = arrays["task"]
+        if task.dtype.kind != "U" or task.ndim != 0 or str(task) not in ("classify", "regress"):
+            raise ValueError("task must be 'classify' or 'regress'")
+        fields["task"] = str(task)
+        if "classes" in arrays:
+            classes = arrays["classes"]
+            if classes.ndim != 1 or classes.dtype.kind not in "iufUb":
+                raise ValueError("classes must be a 1-D array of numbers or strings")
+            fields["classes"] = classes
+        if "feature_names" in arrays:
+            names = arrays["feature_names"]
+            if names.dtype.kind != "U" or names.shape != (n_inputs,):
+                raise ValueError(f"feature_names must hold {n_inputs} strings")
+            fields["feature_names"] = [str(name) for name in names]
+        for key in _MODEL_VECTORS:
+            if key in arrays:
+                value = arrays[key]
+                if value.dtype != np.float64 or value.shape != (n_inputs,):
+                    raise ValueError(f"{key} must be float64 of shape ({n_inputs},)")
+                if not np.isfinite(value).all() or (key == "feature_scale"
+                                                    and not np.all(value > 0)):
+                    raise ValueError(f"{key} holds values that cannot scale features")
+                fields[key] = value
+        for key in _MODEL_SCALARS:
+            if key in arrays:
+                value = arrays[key]
+                if value.dtype != np.float64 or value.shape not in ((), (n_outputs,)):
+                    raise ValueError(f"{key} must be float64, one value or one per output")
+                if not np.isfinite(value).all() or (key == "target_scale"
+                                                    and not np.all(value > 0)):
+                    raise ValueError(f"{key} holds values that cannot scale targets")
+                fields[key] = value
+        history = json.loads(str(arrays["history"]))
+        if not isinstance(history, dict):
+            raise ValueError("history must be a JSON object")
+        fields["history"] = history
+    except KeyError as exc:
+        raise ValueError(f"{source!r} is not a fastbp model file: missing {exc}") from None
+    except (TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source!r} is not a valid fastbp model file: {exc}") from None
+    return fields
 
 
 # --------------------------------------------------------------- checkpoints
