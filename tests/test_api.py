@@ -230,3 +230,13 @@ def test_a_trainer_deepcopy_trains_like_the_original():
     second = clone.fit(X, labels, epochs=2)
     assert first["loss"] == second["loss"]
     assert clone.network.get_parameters().tobytes() == trainer.network.get_parameters().tobytes()
+
+
+def test_predict_of_a_regressor_gives_its_values_not_labels():
+    one = Network([3, 4, 1], output="identity", seed=0)
+    X = np.random.default_rng(0).random((5, 3))
+    np.testing.assert_array_equal(one.predict(X), one.forward(X)[:, 0])
+    several = Network([3, 4, 2], output="identity", seed=0)
+    np.testing.assert_array_equal(several.predict(X), several.forward(X))
+    classifier = Network([3, 4, 2], output="softmax", seed=0)
+    np.testing.assert_array_equal(classifier.predict(X), classifier.forward(X).argmax(axis=1))

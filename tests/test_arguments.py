@@ -14,6 +14,7 @@ import copy
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp import Network, Trainer
 from helpers import (
     optimizer_state,
@@ -403,7 +404,7 @@ def test_a_non_network_assigned_as_attribute_is_refused_at_next_fit():
     "name, value, exception",
     [
         ("epochs", -1, ValueError),
-        ("epochs", 2.0, TypeError),
+        ("epochs", 2.5, TypeError),
         ("epochs", 1.5, TypeError),
         ("epochs", "3", TypeError),
         ("epochs", None, TypeError),
@@ -839,3 +840,88 @@ def test_bad_set_parameters_is_refused(flat):
     assert Network(SIZES).n_parameters == 43
     assert_rejected_without_change(lambda net, trainer: net.set_parameters(flat),
                                    ValueError, "flat")
+
+
+# ------------------------------------------------- what a new user trips over
+
+
+def test_epochs_as_a_whole_float_counts_as_that_integer():
+    X, labels = make_data()
+    a = Trainer(Network(SIZES, seed=1), learning_rate=0.5, seed=2)
+    b = Trainer(Network(SIZES, seed=1), learning_rate=0.5, seed=2)
+    assert len(a.fit(X, labels, epochs=3.0)["loss"]) == 3
+    b.fit(X, labels, epochs=3)
+    np.testing.assert_array_equal(a.network.get_parameters(), b.network.get_parameters())
+    with pytest.raises(TypeError, match="epochs"):
+        a.fit(X, labels, epochs=2.5)
+
+
+@pytest.mark.parametrize("entry", ["forward", "predict", "fit"])
+def test_a_single_sample_as_1d_is_told_to_reshape(entry):
+    net = Network(SIZES, seed=0)
+    X, labels = make_data()
+    call = {"forward": lambda: net.forward(X[0]), "predict": lambda: net.predict(X[0]),
+            "fit": lambda: Trainer(net).fit(X[0], labels[:1])}[entry]
+    with pytest.raises(ValueError, match=r"reshape\(1, -1\)"):
+        call()
+
+
+@pytest.mark.parametrize("labels, low, high", [([0, 1, 2, 1], 0, 2), ([-1, 1, 1, -1], -1, 1)])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_targets_outside_a_sigmoid_outputs_range_are_refused(labels, low, high, loss):
+    # one sigmoid output: 3-class labels or -1/+1 labels cannot be reached
+    net = Network([3, 4, 1], output="sigmoid", seed=0)
+    trainer = Trainer(net, loss=loss, seed=0)
+    before = net.get_parameters()
+    X = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=rf"Y holds values in \[{low}, {high}\].*sigmoid"):
+        trainer.fit(X, np.array(labels), epochs=1)
+    np.testing.assert_array_equal(net.get_parameters(), before)
+    with pytest.raises(ValueError, match="validation_data"):
+        trainer.fit(X, np.array([0, 1, 1, 0]), epochs=1,
+                    validation_data=(X, np.array(labels)))
+    # 0/1 labels and probabilities in [0, 1] are fine; a softmax checks its rows too
+    trainer.fit(X, np.array([0, 1, 1, 0]), epochs=1)
+    trainer.fit(X, np.array([[0.2], [0.9], [1.0], [0.0]]), epochs=1)
+    softmax = Trainer(Network([3, 4, 2], output="softmax", seed=0), loss="cross_entropy")
+    with pytest.raises(ValueError, match="softmax"):
+        softmax.fit(X, np.array([[2.0, -1.0]] * 4), epochs=1)
+
+
+def test_an_identity_output_takes_any_targets():
+    net = Network([3, 4, 1], output="identity", seed=0)
+    Trainer(net, learning_rate=0.01, seed=0).fit(np.zeros((4, 3)), np.array([-5.0, 2, 170, 3]),
+                                                 epochs=1)
+
+
+def test_divergence_advice_fits_the_model_and_the_data():
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 4))
+    y = 170 * rng.standard_normal(200)          # a regression, targets of std 170
+    trainer = Trainer(Network([4, 8, 1], output="identity", seed=0), loss="mse",
+                      learning_rate=5.0, seed=0)
+    with pytest.raises(fastbp.DivergenceError) as info:
+        trainer.fit(X, y, epochs=20)
+    message = str(info.value)
+    assert "decreasing the learning rate (now 5.0)" in message
+    assert "scaling the targets (standard deviation up to 1" in message
+    assert "cross_entropy" not in message               # cannot apply to a regression
+    assert "scaling the inputs" not in message          # they are in [0, 1)
+    # a classifier with cross-entropy and wild inputs: no advice to use cross-entropy
+    classifier = Trainer(Network([4, 8, 3], activation="identity", output="softmax", seed=0),
+                         loss="cross_entropy", learning_rate=1e6, momentum=0.9, seed=0)
+    with pytest.raises(fastbp.DivergenceError) as info:
+        classifier.fit(X * 1e6, rng.integers(0, 3, 200), epochs=30)
+    message = str(info.value)
+    assert "scaling the inputs (values up to" in message
+    assert "cross_entropy" not in message and "scaling the targets" not in message
+
+
+def test_loading_the_other_kind_of_file_says_which_loader_to_use(tmp_path):
+    trainer = Trainer(Network(SIZES, seed=0))
+    trainer.save_checkpoint(tmp_path / "run.npz")
+    trainer.network.save(tmp_path / "net.npz")
+    with pytest.raises(ValueError, match="Trainer.load_checkpoint"):
+        Network.load(tmp_path / "run.npz")
+    with pytest.raises(ValueError, match="Network.load"):
+        Trainer.load_checkpoint(tmp_path / "net.npz")

@@ -89,6 +89,11 @@ def check_inputs(X, n_features, dtype, name="X", check_finite=True):
         has the epoch kernel do it as it reads the batches).
     """
     array = _as_real_array(X, name)
+    if array.ndim == 1 and array.shape[0] == n_features:
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, {n_features}), got shape {array.shape}: "
+            f"for a single sample use {name}.reshape(1, -1)"
+        )
     if array.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D of shape (n_samples, {n_features}), got shape {array.shape}"

@@ -155,7 +155,13 @@ def read_npz(path, file_format, version):
     if "format" not in arrays:
         raise ValueError(f"{name!r} is not a fastbp file (no 'format' entry)")
     if arrays["format"].dtype.kind != "U" or str(arrays["format"]) != file_format:
-        raise ValueError(f"{name!r} holds {arrays['format']!r}, not a {file_format!r} file")
+        found = str(arrays["format"]) if arrays["format"].dtype.kind == "U" else None
+        hint = {CHECKPOINT_FORMAT: ": it is a training checkpoint, read it with "
+                                   "Trainer.load_checkpoint",
+                NETWORK_FORMAT: ": it is a model file, read it with Network.load "
+                                "(or fastbp.Model.load)"}.get(found, "")
+        held = repr(found) if found is not None else repr(arrays["format"])
+        raise ValueError(f"{name!r} holds {held}, not a {file_format!r} file{hint}")
     found = arrays.get("format_version")
     if found is None or found.shape != () or not np.issubdtype(found.dtype, np.integer):
         raise ValueError(f"{name!r} has no valid format_version")

@@ -248,7 +248,12 @@ class Network:
         return out, cost, n_correct
 
     def predict(self, X):
-        """Predicted class of each sample: argmax of the outputs (0/1 for one output).
+        """Predictions: class labels for a classifier, values for a regressor.
+
+        With a sigmoid or softmax output, the class of each sample: the argmax
+        of the outputs (with one sigmoid output, 1 where it is >= 0.5). With an
+        identity output the network regresses, and the predictions are its
+        output values.
 
         Parameters
         ----------
@@ -256,9 +261,14 @@ class Network:
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,) of int
+        predictions : ndarray of shape (n_samples,)
+            Class labels (int) for sigmoid and softmax outputs; for an
+            identity output, the values: shape (n_samples,) with one output,
+            (n_samples, n_L) with several.
         """
         outputs = self.forward(X)
+        if self._output == "identity":
+            return outputs[:, 0] if outputs.shape[1] == 1 else outputs
         if outputs.shape[1] == 1:
             return (outputs[:, 0] >= 0.5).astype(np.intp)
         return outputs.argmax(axis=1)

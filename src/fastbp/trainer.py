@@ -258,6 +258,17 @@ class Trainer:
                          check_finite=check_finite)
         Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
                                      name=names[1])
+        if net.output != "identity" and not is_labels:
+            low, high = float(Y.min()), float(Y.max())
+            if low < 0 or high > 1:
+                # sigmoid and softmax outputs live in (0, 1): such targets are
+                # unreachable, and cross-entropy of them is meaningless
+                raise ValueError(
+                    f"{names[1]} holds values in [{low:g}, {high:g}], outside the (0, 1) of "
+                    f"a {net.output} output: for class labels 0..K-1 use a network with K "
+                    f"outputs (or one sigmoid output for 0/1 labels); for regression use "
+                    f"output='identity' with loss='mse'"
+                )
         return X, Y, is_labels
 
     # ------------------------------------------------------------ buffers
@@ -373,7 +384,7 @@ class Trainer:
                                           "this step")
             if not outcome.finite:
                 rollback.undo()
-                self._diverged("this step", rate, stacklevel=3)
+                self._diverged("this step", rate, stacklevel=3, X=X, Y=Y)
                 return float("nan")
         return outcome.total / X.shape[0]
 
@@ -418,7 +429,8 @@ class Trainer:
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
             Training targets; integer labels in [0, n_L) are one-hot encoded.
         epochs : int >= 0
-            Number of passes over the data.
+            Number of passes over the data (a float that is a whole number,
+            such as 5.0, counts as that integer).
         validation_data : tuple (X_val, Y_val), optional
             Held-out data evaluated after every epoch (one forward pass).
         verbose : {0, 1, 2}
@@ -449,6 +461,8 @@ class Trainer:
             restored first, and the history keeps every finished epoch.
         """
         self._validate_params()
+        if isinstance(epochs, (float, np.floating)) and float(epochs).is_integer():
+            epochs = int(epochs)        # 5.0 epochs are 5; 5.5 are refused below
         check_params({"epochs": epochs, "verbose": verbose, "validation_split": validation_split},
                      FIT_CONSTRAINTS)
         callbacks = check_callbacks(callbacks)
@@ -522,7 +536,7 @@ class Trainer:
                 # one alive at a time, so a fit's peak memory does not grow
                 order = None
                 if kept is None:
-                    self._diverged(where, rate, stacklevel=4)
+                    self._diverged(where, rate, stacklevel=4, X=X, Y=Y)
                     break
                 outcome, metrics = kept
                 self.epoch += 1
@@ -626,13 +640,29 @@ class Trainer:
         optimizer.updates += int(counts[0])
         return _Outcome(total, n_correct, bool(np.isfinite(total)) and all_finite(net._params))
 
-    def _diverged(self, where, learning_rate, stacklevel):
-        """Raise DivergenceError, or with on_divergence='warn' warn and stop the fit."""
+    def _diverged(self, where, learning_rate, stacklevel, X, Y):
+        """Raise DivergenceError, or with on_divergence='warn' warn and stop the fit.
+
+        The advice is drawn from the model and the data (X, Y the arrays
+        trained on): what could have made the steps too large here.
+        """
+        advice = [f"decreasing the learning rate (now {learning_rate})"]
+        with np.errstate(over="ignore", invalid="ignore"):
+            input_scale = float(np.max(np.abs(X))) if X.size else 0.0
+            target_spread = float(np.max(np.std(Y, axis=0))) if Y.size else 0.0
+        if input_scale > 10:
+            advice.append(f"scaling the inputs (values up to {input_scale:.3g}; standardise "
+                          f"each column to mean 0 and standard deviation 1)")
+        if self.network.output == "identity" and target_spread > 10:
+            advice.append(f"scaling the targets (standard deviation up to {target_spread:.3g}; "
+                          f"standardise them and undo it on the predictions)")
+        if self.loss == "mse" and self.network.output != "identity":
+            advice.append("using loss='cross_entropy', the usual cost of sigmoid and softmax "
+                          "outputs")
         message = (
             f"training diverged in {where}: the loss, validation loss or parameters became "
-            f"NaN or infinite. The parameters from before it were restored. Try decreasing "
-            f"the learning rate (now {learning_rate}), scaling the inputs, or "
-            f"using loss='cross_entropy' with a softmax or sigmoid output."
+            f"NaN or infinite. The parameters from before it were restored. Try "
+            + "; ".join(advice) + "."
         )
         if self.on_divergence == "warn":
             # stacklevel: the frame that called fit or step
