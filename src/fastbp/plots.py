@@ -177,7 +177,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[Any]], path: PathLike,
         axis.set_title(name.capitalize())
         axis.grid(True, alpha=0.3)
         axis.set_xlim(0.5, n_epochs + 0.5)
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        _integer_epochs(axis)
         axis.legend(fontsize=8, loc="best")
 
     draw(axes[0], loss, val_loss, "loss", percent=False)
@@ -265,7 +265,7 @@ def plot_gradient_norms(history: Mapping[str, Sequence[Any]], path: PathLike,
     axis.set_xlabel("epoch")
     axis.set_ylabel(r"$\|\partial J / \partial W^l\|$ (mean over batches)")
     axis.set_xlim(0.5, n_epochs + 0.5)
-    axis.xaxis.get_major_locator().set_params(integer=True)
+    _integer_epochs(axis)
     axis.grid(True, which="major", alpha=0.35)
     axis.grid(True, which="minor", alpha=0.12)
     # beside the axes, layer 1 at the bottom like its line usually is: never over a line
@@ -275,6 +275,13 @@ def plot_gradient_norms(history: Mapping[str, Sequence[Any]], path: PathLike,
                 ncol=1 if n_layers <= 16 else 2)
     figure.suptitle(title if title is not None else "Gradient norms per layer")
     return _save(figure, Canvas, path)
+
+
+def _integer_epochs(axis):
+    """Whole epochs on the x axis (also for a fit of one or two epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _layer_colors(n_layers):
@@ -459,7 +466,8 @@ def _subtitle(report):
     if settings.get("n_samples"):
         parts.append(f"{settings['n_samples']} samples per epoch")
     if settings.get("repeats"):
-        parts.append(f"median of {settings['repeats']} rounds")
+        repeats = settings["repeats"]
+        parts.append(f"median of {repeats} round{'' if repeats == 1 else 's'}")
     if machine.get("cpu"):
         cores = f", {machine['cores']} cores" if machine.get("cores") else ""
         parts.append(f"{machine['cpu']}{cores}")
