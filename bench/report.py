@@ -1,7 +1,7 @@
 """Benchmark report: fastbp against the NumPy baseline, PyTorch and the BLAS roof.
 
     python -m bench.report [--samples N] [--repeats R] [--workloads ...]
-                           [--dtypes ...] [--json PATH] [--no-torch]
+                           [--dtypes ...] [--json PATH] [--plot PATH] [--no-torch]
     python -m bench.report --scaling      # epoch time vs samples, batch size, width
     python -m bench.report --memory       # peak RSS of a fit, allocations per step
     python -m bench.report --optimizers   # one epoch per update rule, cost of each update
@@ -165,6 +165,10 @@ def _parser():
                         help="results file (default bench/results/latest.json, or "
                              "scaling.json / memory.json / optimizers.json / threads.json "
                              "for those sections alone)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="also draw the epoch table's speed-ups over the baseline as a "
+                             "bar chart into this PNG (fastbp.plots.plot_benchmark; needs "
+                             "matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--roof-blas", choices=("scipy", "numpy"), default="scipy",
                         help="GEMMs of the roof through scipy.linalg.blas (the BLAS "
@@ -198,6 +202,14 @@ def main(argv=None):
     extras = ("scaling", "memory", "optimizers", "threads")
     sections = ["epochs"] if args.all or not any(getattr(args, name) for name in extras) else []
     sections += [name for name in extras if args.all or getattr(args, name)]
+    if args.plot is not None and "epochs" not in sections:
+        raise SystemExit("--plot draws the epoch table: run it with the epoch section "
+                         "(no section option, or --all)")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401  (fail now, not after the timings)
+        except ImportError:
+            raise SystemExit("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
     use_torch = not args.no_torch and torch_available()
     if not args.no_torch and not use_torch:
         log("PyTorch is not installed: no torch rows")
@@ -273,6 +285,10 @@ def main(argv=None):
     else:
         path = os.path.join(RESULTS_DIR, "latest.json")
     _write_json(path, payload)
+    if args.plot is not None:
+        from fastbp.plots import plot_benchmark
+
+        log(f"wrote {plot_benchmark(payload, args.plot)}")
     return 0
 
 

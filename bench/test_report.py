@@ -71,3 +71,15 @@ def test_memory_section():
     assert fastbp["peak_during_fit"] >= fastbp["rss_after_data"] > 0
     assert fastbp["heap_retained_3_epochs"] < 64 * 1024
     assert "flat" in text or "GROWS" in text
+
+
+def test_epoch_report_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / "speedups.png"
+    report.main(["--samples", "200", "--repeats", "1", "--workloads", "nielsen",
+                 "--dtypes", "float32", "--no-torch", "--json", str(tmp_path / "r.json"),
+                 "--plot", str(picture)])
+    capsys.readouterr()
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="--plot draws the epoch table"):
+        report.main(["--memory", "--plot", str(tmp_path / "x.png")])
