@@ -6,7 +6,8 @@
 The reference is generated so that it cannot drift from the code; a test
 runs ``--check``. Everything in ``fastbp.__all__`` is documented, classes
 with their public methods and properties, plus the public functions of
-fastbp.schedules and fastbp.callbacks that are not re-exported.
+fastbp.schedules and fastbp.callbacks that are not re-exported, and the
+picture functions of fastbp.plots.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _members(cls):
 
 def render():
     import fastbp
-    from fastbp import callbacks, schedules
+    from fastbp import callbacks, plots, schedules
 
     parts = [INTRO]
     names = list(fastbp.__all__)
@@ -69,6 +70,8 @@ def render():
              if n not in names and inspect.isfunction(getattr(schedules, n))]
     extra += [("fastbp.callbacks", callbacks, n) for n in callbacks.__all__
               if n not in names and inspect.isfunction(getattr(callbacks, n))]
+    extra += [("fastbp.plots", plots, n) for n in plots.__all__
+              if inspect.isfunction(getattr(plots, n))]
     parts.append("## Contents\n")
     for name in names:
         obj = getattr(fastbp, name)
