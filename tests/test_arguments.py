@@ -925,3 +925,43 @@ def test_loading_the_other_kind_of_file_says_which_loader_to_use(tmp_path):
         Network.load(tmp_path / "run.npz")
     with pytest.raises(ValueError, match="Network.load"):
         Trainer.load_checkpoint(tmp_path / "net.npz")
+
+
+class Frame:
+    """The little of a data frame that fastbp looks at: string `columns` and the values."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns = np.asarray(values), list(columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_a_frame_with_reordered_columns_is_refused(tmp_path):
+    X, labels = make_data()
+    names = [f"f{k}" for k in range(SIZES[0])]
+    trainer = Trainer(Network(SIZES, seed=1), learning_rate=0.5, seed=2)
+    trainer.fit(Frame(X, names), labels, epochs=1)
+    assert trainer.feature_names_in_ == names
+    shuffled = Frame(X[:, ::-1], names[::-1])
+    before = trainer.network.get_parameters()
+    for call in (lambda: trainer.fit(shuffled, labels, epochs=1),
+                 lambda: trainer.step(shuffled, labels),
+                 lambda: trainer.evaluate(shuffled, labels),
+                 lambda: trainer.fit(X, labels, epochs=1, validation_data=(shuffled, labels))):
+        with pytest.raises(ValueError, match="same columns in the same order"):
+            call()
+    np.testing.assert_array_equal(trainer.network.get_parameters(), before)
+    trainer.fit(Frame(X, names), labels, epochs=1)      # the same columns: fine
+    trainer.fit(X, labels, epochs=1)                    # a plain array: taken as it is
+    trainer.save_checkpoint(tmp_path / "c.npz")
+    assert Trainer.load_checkpoint(tmp_path / "c.npz").feature_names_in_ == names
+
+
+def test_a_refused_first_fit_of_a_frame_keeps_no_names():
+    X, labels = make_data()
+    X[5, 1] = np.nan                    # found by the epoch kernel, after the checks
+    trainer = Trainer(Network(SIZES, seed=1), learning_rate=0.5, seed=2)
+    with pytest.raises(ValueError, match="NaN"):
+        trainer.fit(Frame(X, [f"f{k}" for k in range(SIZES[0])]), labels, epochs=1)
+    assert trainer.feature_names_in_ is None

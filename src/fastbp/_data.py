@@ -14,6 +14,7 @@ from . import _kernels
 
 __all__ = [
     "all_finite",
+    "column_names",
     "check_dtype",
     "check_inputs",
     "check_targets",
@@ -66,6 +67,33 @@ def _as_real_array(value, name):
     if np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return array
+
+
+def column_names(X):
+    """The column names of a data frame (anything with string `columns`), or None.
+
+    Parameters
+    ----------
+    X : array-like
+        A NumPy array (no names), a pandas or polars DataFrame, or any
+        object with a `columns` sequence.
+
+    Returns
+    -------
+    names : list of str, or None
+        None when X has no columns attribute or its names are not all strings
+        (a frame with default integer column labels has no names to keep).
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    try:
+        names = list(columns)
+    except TypeError:
+        return None
+    if not names or not all(isinstance(name, str) for name in names):
+        return None
+    return names
 
 
 def non_finite_message(name, dtype):

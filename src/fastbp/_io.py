@@ -42,7 +42,9 @@ Checkpoint (``Trainer.save_checkpoint``), format "fastbp.checkpoint", version 1:
     meta                     JSON: config (the Trainer's arguments), schedule
                              [class name, config, state], epoch, updates,
                              state_owner (the optimizer the state belongs to),
-                             rng (bit generator state), history
+                             rng (bit generator state), history,
+                             feature_names_in (the columns fitted on, or null;
+                             absent in older checkpoints)
     state1, state2           the optimizer's state arrays in its order
                              (velocity | square_average | first_moment, and
                              second_moment), in the flat parameter layout, or empty
@@ -387,6 +389,7 @@ def save_checkpoint(trainer, path):
         "state_owner": optimizer.name,
         "rng": trainer._rng.bit_generator.state,
         "history": trainer.history,
+        "feature_names_in": trainer.feature_names_in_,
     }
     state1, state2 = optimizer.slots()
     arrays = _header(CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
@@ -429,6 +432,13 @@ def load_checkpoint(cls, path):
         ):
             raise ValueError("history must map names to lists")
         trainer.history = {key: [float(v) for v in values] for key, values in history.items()}
+        # written since the trainer has kept them; older checkpoints have none
+        names = meta.get("feature_names_in")
+        if names is not None and (not isinstance(names, list)
+                                  or not all(isinstance(name, str) for name in names)
+                                  or len(names) != network.layer_sizes[0]):
+            raise ValueError("feature_names_in must be a list of one string per input")
+        trainer.feature_names_in_ = names
     except KeyError as exc:
         raise ValueError(f"{source!r} is not a fastbp checkpoint: missing {exc}") from None
     except (TypeError, ValueError, json.JSONDecodeError) as exc:

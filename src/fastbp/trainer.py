@@ -33,6 +33,7 @@ from ._contract import (
 )
 from ._data import (
     all_finite,
+    column_names,
     check_inputs,
     check_targets,
     held_out_split,
@@ -181,6 +182,11 @@ class Trainer:
     stop_training : bool
         Set it to True (from a callback) to end the running fit after the
         current epoch.
+    feature_names_in_ : list of str or None
+        The column names of the first data frame `fit` was given (pandas,
+        polars or anything with string `columns`). Later calls with a frame
+        must have the same columns in the same order; plain arrays are
+        taken as they are.
     """
 
     _parameter_constraints = TRAINER_CONSTRAINTS
@@ -221,6 +227,7 @@ class Trainer:
         self.history = {}
         self.epoch = 0
         self.stop_training = False
+        self.feature_names_in_ = None   # the column names of the first frame fitted on
 
     # ------------------------------------------------------------- checks
 
@@ -254,6 +261,14 @@ class Trainer:
 
     def _check_data(self, X, Y, names=("X", "Y"), check_finite=True):
         net = self.network
+        columns = column_names(X)
+        if (columns is not None and self.feature_names_in_ is not None
+                and columns != self.feature_names_in_):
+            raise ValueError(
+                f"{names[0]} has the columns {columns}, but this trainer was fitted on "
+                f"{self.feature_names_in_}: give the same columns in the same order "
+                f"(frame[trainer.feature_names_in_])"
+            )
         X = check_inputs(X, int(net._sizes[0]), net.dtype.type, name=names[0],
                          check_finite=check_finite)
         Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
@@ -470,6 +485,7 @@ class Trainer:
         # of each batch it reads (in cache) instead of by a pass of its own
         # over X; the fit is then undone (below) and refused like any other
         deferred = int(epochs) > 0
+        columns = column_names(X)
         X, Y, is_labels = self._check_data(X, Y, check_finite=not deferred)
         validation = None
         if validation_data is not None:
@@ -506,12 +522,16 @@ class Trainer:
                 if deferred and not all_finite(validation[0]):     # the kernel reads X only
                     raise ValueError(non_finite_message("X", self.network.dtype))
             self._rng = rng
+            names_before = self.feature_names_in_
+            if columns is not None and names_before is None:
+                self.feature_names_in_ = columns
             try:
                 self._fit_loop(X, Y, is_labels, validation, int(epochs), verbose, callbacks,
                                history, check_inputs=deferred)
             except _kernels.NonFiniteInput:
                 # the rollback has put back the parameters and optimizer state
                 self._rng = rng_before
+                self.feature_names_in_ = names_before
                 raise ValueError(non_finite_message("X", self.network.dtype)) from None
         return history
 
