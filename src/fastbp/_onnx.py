@@ -272,9 +272,7 @@ def build_onnx(source: Source, *, opset: int = DEFAULT_OPSET,
         outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["N", n_classes]))
         metadata["fastbp_task"] = "classify"
-        metadata["fastbp_classes"] = json.dumps([
-            label if isinstance(label, (str, bool)) else float(label) if
-            isinstance(label, float) else int(label) for label in model.classes.tolist()])
+        metadata["fastbp_classes"] = json.dumps(np.asarray(model.classes).tolist())
     elif model is not None:   # a regressor
         current = "outputs"
         if model.target_mean is not None:
