@@ -20,11 +20,40 @@ from .schedules import (
 )
 from .trainer import DivergenceError, Trainer
 
+
+def export_onnx(source, path, *, opset=17, sigmoid_operator=False):
+    """Write an ONNX graph of a Network, a Model or a model file (needs ``fastbp[onnx]``).
+
+    A thin wrapper that imports onnx only when called; the full
+    documentation is that of `fastbp._onnx.export_onnx`.
+
+    Parameters
+    ----------
+    source : Network, Model, str or os.PathLike
+        The network, the model, or the path of a model file (version 1 or 2).
+    path : str or os.PathLike
+        Where to write the .onnx file (atomically).
+    opset : int, default 17
+        ONNX opset of the default domain, at least 13.
+    sigmoid_operator : bool, default False
+        Write sigmoids as ONNX's ``Sigmoid`` operator (onnxruntime's is an
+        approximation) instead of an exact Exp-based formula.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written, checked with ``onnx.checker.check_model``.
+    """
+    from ._onnx import export_onnx as _export_onnx
+
+    return _export_onnx(source, path, opset=opset, sigmoid_operator=sigmoid_operator)
+
 __all__ = [
     "Network",
     "Trainer",
     "Model",
     "DivergenceError",
+    "export_onnx",
     "Callback",
     "EarlyStopping",
     "LambdaCallback",
