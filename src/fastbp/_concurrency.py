@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = ["UsageGuard", "in_main_thread"]
@@ -17,13 +18,13 @@ class UsageGuard:
     once rather than blocking.
     """
 
-    def __init__(self, owner="Network"):
+    def __init__(self, owner: str = "Network") -> None:
         self._owner = owner
         self._lock = threading.Lock()
         self._readers = 0
-        self._writer = None
+        self._writer: int | None = None
 
-    def _busy(self, call):
+    def _busy(self, call: str) -> RuntimeError:
         return RuntimeError(
             f"this {self._owner} is in use by another thread ({call} would race with it); "
             f"fastbp objects are not shared between threads: give each thread its own "
@@ -31,7 +32,7 @@ class UsageGuard:
         )
 
     @contextmanager
-    def reading(self, call):
+    def reading(self, call: str) -> Iterator[None]:
         """Hold the object for reading during `call` (a method name, for the error)."""
         with self._lock:
             if self._writer is not None and self._writer != threading.get_ident():
@@ -44,7 +45,7 @@ class UsageGuard:
                 self._readers -= 1
 
     @contextmanager
-    def writing(self, call):
+    def writing(self, call: str) -> Iterator[None]:
         """Hold the object alone during `call`."""
         with self._lock:
             if self._writer is not None or self._readers:
@@ -57,6 +58,6 @@ class UsageGuard:
                 self._writer = None
 
 
-def in_main_thread():
+def in_main_thread() -> bool:
     """Whether this is the main thread (the one Python delivers signals to)."""
     return threading.current_thread() is threading.main_thread()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import inspect
 import numbers
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Union, cast
 from numbers import Integral, Real
 
 import numpy as np
@@ -61,6 +63,11 @@ LOSS_CODES = {"mse": _kernels.MSE, "cross_entropy": _kernels.CROSS_ENTROPY}
 
 # ------------------------------------------------------------ constraints
 
+#: what check_params takes per name: a constraint, or a list of one and None
+Constraint = Union["Interval", "Options", "list[Interval | Options | None]"]
+#: a rule between parameters: (broken(params), message formatted with them)
+Rule = tuple[Callable[[dict[str, Any]], bool], str]
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -74,7 +81,7 @@ class Interval:
     high: float | None
     closed: str = "both"  # "both", "left", "right" or "neither"
 
-    def describe(self):
+    def describe(self) -> str:
         kind = "an integer" if self.kind is numbers.Integral else "a real number"
         left = "[" if self.closed in ("both", "left") else "("
         right = "]" if self.closed in ("both", "right") else ")"
@@ -82,14 +89,14 @@ class Interval:
         high = "inf" if self.high is None else repr(self.high)
         return f"{kind} in {left}{low}, {high}{right}"
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: object) -> bool:
         if isinstance(value, (bool, np.bool_)):
             return False
         if self.kind is numbers.Integral:
             return isinstance(value, numbers.Integral)
         return isinstance(value, numbers.Real)
 
-    def contains(self, value):
+    def contains(self, value: Any) -> bool:
         if self.kind is not numbers.Integral and not np.isfinite(value):
             return False
         if self.low is not None:
@@ -105,13 +112,13 @@ class Interval:
 class Options:
     """One of a fixed set of strings (or booleans)."""
 
-    values: tuple
+    values: tuple[Any, ...]
 
-    def describe(self):
+    def describe(self) -> str:
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
-def check_params(params, constraints):
+def check_params(params: Mapping[str, Any], constraints: Mapping[str, Constraint]) -> None:
     """Check each named value against its constraint.
 
     Parameters
@@ -148,12 +155,13 @@ def check_params(params, constraints):
             if not constraint.contains(value):
                 raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
         else:
-            if any(type(value) is type(v) and value == v for v in constraint.values):
+            options = cast(Options, constraint)
+            if any(type(value) is type(v) and value == v for v in options.values):
                 continue
-            raise ValueError(f"{name} must be {constraint.describe()}, got {value!r}")
+            raise ValueError(f"{name} must be {options.describe()}, got {value!r}")
 
 
-def check_rules(params, rules):
+def check_rules(params: dict[str, Any], rules: Iterable[Rule]) -> None:
     """Check the rules between parameters: ValueError with the first broken rule's message.
 
     Each rule is ``(broken, message)``: `broken(params)` is true when the
@@ -164,7 +172,7 @@ def check_rules(params, rules):
             raise ValueError(message.format(**params))
 
 
-def check_seed(seed, name="seed"):
+def check_seed(seed: object, name: str = "seed") -> int | None:
     """`seed` as None or a non-negative int, or TypeError/ValueError naming it."""
     if seed is None:
         return None
@@ -175,7 +183,8 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
-def signature_defaults(function, skip=("self",)):
+def signature_defaults(function: Callable[..., Any],
+                       skip: Sequence[str] = ("self",)) -> dict[str, tuple[Any, bool]]:
     """Parameter name -> (default, keyword-only) for `function`, in signature order."""
     return {
         name: (parameter.default, parameter.kind is inspect.Parameter.KEYWORD_ONLY)
@@ -188,10 +197,10 @@ def signature_defaults(function, skip=("self",)):
 
 # layer_sizes and activation have structure of their own (check_layer_sizes,
 # check_activations), dtype is resolved by _data.check_dtype, seed by check_seed
-NETWORK_CONSTRAINTS = {"output": Options(OUTPUT_ACTIVATIONS)}
+NETWORK_CONSTRAINTS: dict[str, Constraint] = {"output": Options(OUTPUT_ACTIVATIONS)}
 
 
-def check_layer_sizes(layer_sizes):
+def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
     """`layer_sizes` as a list of at least two positive ints that the machine can address."""
     if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
         raise TypeError(
@@ -217,7 +226,8 @@ def check_layer_sizes(layer_sizes):
     return sizes
 
 
-def check_activations(activation, n_hidden):
+def check_activations(activation: str | Sequence[str],
+                      n_hidden: int) -> tuple[str | list[str], list[str]]:
     """(the `activation` argument as kept, one name per hidden layer), or an error naming it."""
     if isinstance(activation, str):
         names = [activation] * n_hidden
@@ -247,7 +257,7 @@ def check_activations(activation, n_hidden):
 
 # ------------------------------------------------------- Trainer and fit
 
-TRAINER_CONSTRAINTS = {
+TRAINER_CONSTRAINTS: dict[str, Constraint] = {
     "loss": Options(LOSSES),
     "learning_rate": Interval(Real, 0, None, closed="neither"),
     "batch_size": Interval(Integral, 1, None, closed="left"),
@@ -265,7 +275,7 @@ TRAINER_CONSTRAINTS = {
     "on_divergence": Options(("raise", "warn")),
 }
 
-TRAINER_RULES = (
+TRAINER_RULES: tuple[Rule, ...] = (
     (lambda p: p["momentum"] != 0 and p["optimizer"] != "sgd",
      "momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
      "with optimizer={optimizer!r}"),
@@ -273,7 +283,7 @@ TRAINER_RULES = (
      "nesterov=True needs optimizer='sgd' with momentum > 0"),
 )
 
-FIT_CONSTRAINTS = {
+FIT_CONSTRAINTS: dict[str, Constraint] = {
     "epochs": Interval(Integral, 0, None, closed="left"),
     "verbose": Interval(Integral, 0, 2, closed="both"),
     "validation_split": Interval(Real, 0, 1, closed="left"),
@@ -282,7 +292,7 @@ FIT_CONSTRAINTS = {
 # ------------------------------------------------------------- monitoring
 
 
-def improved(monitor, best, value, min_delta):
+def improved(monitor: str, best: float | None, value: float, min_delta: float) -> bool:
     """Whether `value` of metric `monitor` improves on `best` by more than `min_delta`.
 
     Losses improve by decreasing, accuracies by increasing; the first value
@@ -292,7 +302,7 @@ def improved(monitor, best, value, min_delta):
     return best is None or sign * (best - value) > min_delta
 
 
-def unrecorded_monitor(watcher, monitor, recorded):
+def unrecorded_monitor(watcher: str, monitor: str, recorded: Iterable[str]) -> ValueError:
     """The error of a callback or schedule that monitors a metric the fit does not record."""
     return ValueError(
         f"{watcher} monitors {monitor!r}, which this fit does not record (it records "

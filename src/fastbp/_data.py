@@ -8,9 +8,15 @@ by the contract in _contract.py.)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _kernels
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray, IntArray
 
 __all__ = [
     "all_finite",
@@ -23,7 +29,7 @@ __all__ = [
 ]
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: DTypeLike) -> type[np.floating[Any]]:
     """Return np.float32 or np.float64 for a dtype-like, or raise naming `dtype`."""
     try:
         resolved = np.dtype(dtype)
@@ -31,10 +37,10 @@ def check_dtype(dtype):
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
     if resolved not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved.type
+    return cast("type[np.floating[Any]]", resolved.type)
 
 
-def all_finite(array):
+def all_finite(array: NDArray[Any]) -> bool:
     """True when no entry is NaN or infinite.
 
     C-contiguous float32/float64 data (what the kernels run on) goes through
@@ -55,7 +61,7 @@ def all_finite(array):
     return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
 
 
-def _as_real_array(value, name):
+def _as_real_array(value: ArrayLike, name: str) -> NDArray[Any]:
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -69,7 +75,7 @@ def _as_real_array(value, name):
     return array
 
 
-def column_names(X):
+def column_names(X: object) -> list[str] | None:
     """The column names of a data frame (anything with string `columns`), or None.
 
     Parameters
@@ -96,12 +102,13 @@ def column_names(X):
     return names
 
 
-def non_finite_message(name, dtype):
+def non_finite_message(name: str, dtype: DTypeLike) -> str:
     """The error of inputs that hold NaN or infinity (after the cast to `dtype`)."""
     return f"{name} contains NaN or infinity (or values too large for {np.dtype(dtype).name})"
 
 
-def check_inputs(X, n_features, dtype, name="X", check_finite=True):
+def check_inputs(X: ArrayLike, n_features: int, dtype: DTypeLike, name: str = "X",
+                 check_finite: bool = True) -> FloatArray:
     """Return X as a finite C-contiguous 2-D array of `dtype`.
 
     Parameters
@@ -140,7 +147,8 @@ def check_inputs(X, n_features, dtype, name="X", check_finite=True):
     return array
 
 
-def check_targets(Y, n_samples, n_outputs, dtype, name="Y"):
+def check_targets(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: DTypeLike,
+                  name: str = "Y") -> tuple[FloatArray, bool]:
     """Return targets as a finite C-contiguous (n_samples, n_outputs) array.
 
     A 1-D array of integer class labels in [0, n_outputs) is one-hot encoded;
@@ -194,7 +202,8 @@ def check_targets(Y, n_samples, n_outputs, dtype, name="Y"):
     return targets, is_labels
 
 
-def held_out_split(Y, is_labels, fraction, rng):
+def held_out_split(Y: NDArray[Any], is_labels: bool, fraction: float,
+                   rng: np.random.Generator) -> tuple[IntArray, IntArray]:
     """Index arrays (train, held_out) of a validation split, drawn from the generator `rng`.
 
     Parameters

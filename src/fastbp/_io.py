@@ -57,12 +57,26 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._contract import OUTPUT_ACTIVATIONS, check_activations, check_layer_sizes
 from ._data import check_dtype
 from ._optimizers import OPTIMIZER_CLASSES
+
+if TYPE_CHECKING:
+    from ._typing import PathLike
+    from .model import Model
+    from .network import Network
+    from .trainer import Trainer
+
+    _TrainerT = TypeVar("_TrainerT", bound=Trainer)
+
+#: a file's entries by name
+Arrays = dict[str, NDArray[Any]]
 
 __all__ = [
     "NETWORK_FORMAT",
@@ -88,7 +102,7 @@ CHECKPOINT_VERSION = 1
 
 # ------------------------------------------------------------ write and read
 
-def _current_umask():
+def _current_umask() -> int:
     """The process umask.
 
     Linux tells it in /proc; elsewhere it is read by setting and restoring
@@ -106,7 +120,7 @@ def _current_umask():
     return mask
 
 
-def atomic_savez(path, arrays):
+def atomic_savez(path: PathLike, arrays: Mapping[str, NDArray[Any]]) -> None:
     """np.savez to a temporary file beside `path`, then rename over it.
 
     The file appears complete or not at all, and an existing file is only
@@ -119,7 +133,8 @@ def atomic_savez(path, arrays):
     handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
+            # (no entry is called allow_pickle, savez's one keyword)
+            np.savez(stream, **arrays)  # type: ignore[arg-type]
             stream.flush()
             if hasattr(os, "fchmod"):
                 os.fchmod(stream.fileno(), 0o666 & ~_current_umask())
@@ -133,7 +148,7 @@ def atomic_savez(path, arrays):
         raise
 
 
-def read_npz(path, file_format, version):
+def read_npz(path: PathLike, file_format: str, version: int | tuple[int, ...]) -> Arrays:
     """All arrays of a fastbp .npz file, checked for format and version.
 
     `version` is the one version this reader takes, or a tuple of them.
@@ -176,14 +191,14 @@ def read_npz(path, file_format, version):
     return arrays
 
 
-def _header(file_format, version):
+def _header(file_format: str, version: int) -> Arrays:
     return {"format": np.array(file_format),
             "format_version": np.array(version, dtype=np.int64)}
 
 
 # ------------------------------------------------------------------ networks
 
-def network_arrays(network, prefix=""):
+def network_arrays(network: Network, prefix: str = "") -> Arrays:
     """The network as named arrays (no pickles), for model files and checkpoints."""
     arrays = {
         "layer_sizes": network._sizes.astype(np.int64),
@@ -199,7 +214,8 @@ def network_arrays(network, prefix=""):
     return {prefix + key: value for key, value in arrays.items()}
 
 
-def network_from_arrays(arrays, source, prefix=""):
+def network_from_arrays(arrays: Mapping[str, NDArray[Any]], source: str,
+                        prefix: str = "") -> Network:
     """Rebuild a network from `network_arrays` output, checking every entry.
 
     Every stored array is checked against the layer sizes before anything
@@ -208,17 +224,17 @@ def network_from_arrays(arrays, source, prefix=""):
     """
     from .network import Network
 
-    def text(key):
+    def text(key: str) -> str:
         value = arrays[prefix + key]
         if value.dtype.kind != "U" or value.ndim != 0:
             raise ValueError(f"{key} must be a string")
         return str(value)
 
     try:
-        sizes = arrays[prefix + "layer_sizes"]
-        if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer):
+        stored = arrays[prefix + "layer_sizes"]
+        if stored.ndim != 1 or not np.issubdtype(stored.dtype, np.integer):
             raise ValueError("layer_sizes must be a 1-D integer array")
-        sizes = check_layer_sizes([int(size) for size in sizes])
+        sizes = check_layer_sizes([int(size) for size in stored])
         n_hidden = len(sizes) - 2
         names = arrays[prefix + "activations"]
         if names.dtype.kind != "U" or names.ndim != 1:
@@ -235,6 +251,7 @@ def network_from_arrays(arrays, source, prefix=""):
             form = "list" if len(set(hidden)) > 1 else (hidden[0] if hidden else "sigmoid")
         else:
             form = text("activation")
+        activation: str | list[str]
         if form == "list":
             activation = hidden
         elif any(name != form for name in hidden):
@@ -272,14 +289,14 @@ def network_from_arrays(arrays, source, prefix=""):
     return net
 
 
-def save_network(network, path):
+def save_network(network: Network, path: PathLike) -> None:
     """Write `network` to `path` as a model file (atomic)."""
     arrays = _header(NETWORK_FORMAT, NETWORK_VERSION)
     arrays.update(network_arrays(network))
     atomic_savez(path, arrays)
 
 
-def load_network(path):
+def load_network(path: PathLike) -> Network:
     """The Network in the model file at `path` (version 1 or 2)."""
     arrays = read_npz(path, NETWORK_FORMAT, (NETWORK_VERSION, MODEL_VERSION))
     return network_from_arrays(arrays, os.fspath(path))
@@ -292,7 +309,7 @@ _MODEL_VECTORS = ("feature_mean", "feature_scale")
 _MODEL_SCALARS = ("target_mean", "target_scale")
 
 
-def save_model(model, path):
+def save_model(model: Model, path: PathLike) -> None:
     """Write `model` (network, task, classes, feature names, scaling, history) to `path`."""
     arrays = _header(NETWORK_FORMAT, MODEL_VERSION)
     arrays.update(network_arrays(model.network))
@@ -309,7 +326,7 @@ def save_model(model, path):
     atomic_savez(path, arrays)
 
 
-def load_model(path):
+def load_model(path: PathLike) -> dict[str, Any]:
     """The fields of the Model in the file at `path`, checked: a dict for Model().
 
     A version-1 file (a bare `Network.save`) gives the network with the
@@ -319,7 +336,7 @@ def load_model(path):
     arrays = read_npz(path, NETWORK_FORMAT, (NETWORK_VERSION, MODEL_VERSION))
     network = network_from_arrays(arrays, source)
     n_inputs, n_outputs = network.layer_sizes[0], network.layer_sizes[-1]
-    fields = {"network": network, "task": None, "classes": None, "feature_names": None,
+    fields: dict[str, Any] = {"network": network, "task": None, "classes": None, "feature_names": None,
               "feature_mean": None, "feature_scale": None, "target_mean": None,
               "target_scale": None, "history": {}}
     if int(arrays["format_version"]) == NETWORK_VERSION:
@@ -370,14 +387,14 @@ def load_model(path):
 
 # --------------------------------------------------------------- checkpoints
 
-def _non_negative_int(value, name):
+def _non_negative_int(value: object, name: str) -> int:
     """A checkpoint's non-negative integer count, refused in any other form."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
 
-def save_checkpoint(trainer, path):
+def save_checkpoint(trainer: Trainer, path: PathLike) -> None:
     """Write everything `trainer` needs to resume bit for bit to `path` (atomic)."""
     optimizer = trainer._ready_optimizer()
     schedule = trainer.schedule
@@ -398,7 +415,7 @@ def save_checkpoint(trainer, path):
     atomic_savez(path, arrays)
 
 
-def load_checkpoint(cls, path):
+def load_checkpoint(cls: type[_TrainerT], path: PathLike) -> _TrainerT:
     """A `cls` (Trainer) with its Network, restored from the checkpoint at `path`."""
     from .schedules import schedule_from_config
 

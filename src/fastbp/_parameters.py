@@ -8,12 +8,23 @@ knows the layout (the kernels' `_layer_views` is its C twin).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeVar
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray
 
 __all__ = ["layer_views", "ParameterList", "checked_parameter"]
 
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
-def layer_views(vector, sizes):
+
+def layer_views(
+    vector: NDArray[_Scalar], sizes: Sequence[int] | NDArray[np.integer[Any]]
+) -> tuple[list[NDArray[_Scalar]], list[NDArray[_Scalar]]]:
     """Per-layer views into a vector with the flat parameter layout.
 
     Parameters
@@ -28,7 +39,9 @@ def layer_views(vector, sizes):
     biases : list of ndarray of shape (n_l,)
         Views (not copies) into `vector`.
     """
-    weights, biases, offset = [], [], 0
+    weights: list[NDArray[_Scalar]] = []
+    biases: list[NDArray[_Scalar]] = []
+    offset = 0
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         fan_in, fan_out = int(fan_in), int(fan_out)
         weights.append(vector[offset:offset + fan_out * fan_in].reshape(fan_out, fan_in))
@@ -38,7 +51,8 @@ def layer_views(vector, sizes):
     return weights, biases
 
 
-def checked_parameter(value, shape, dtype, name):
+def checked_parameter(value: ArrayLike, shape: tuple[int, ...], dtype: DTypeLike,
+                      name: str) -> FloatArray:
     """`value` as an array of `shape` and `dtype`, finite once in that dtype."""
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -56,7 +70,7 @@ def checked_parameter(value, shape, dtype, name):
     return array
 
 
-class ParameterList(list):
+class ParameterList(list["FloatArray"]):
     """The live per-layer arrays; item assignment copies into the parameters.
 
     ``net.weights[0] = new`` writes `new` into the network (after checking its
@@ -64,18 +78,18 @@ class ParameterList(list):
     see. The list cannot grow or shrink.
     """
 
-    def __init__(self, arrays, kind):
+    def __init__(self, arrays: Sequence[FloatArray], kind: str) -> None:
         super().__init__(arrays)
         self._kind = kind
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: SupportsIndex | slice, value: ArrayLike) -> None:  # type: ignore[override]
         if isinstance(index, slice):
             raise TypeError(f"assign {self._kind} one layer at a time")
         target = list.__getitem__(self, index)
         target[...] = checked_parameter(value, target.shape, target.dtype,
                                         f"{self._kind}[{index}]")
 
-    def _fixed(self, *args, **kwargs):
+    def _fixed(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError(f"the list of {self._kind} has one entry per layer and cannot change length")
 
     append = extend = insert = pop = remove = clear = _fixed

@@ -29,7 +29,14 @@ cannot happen because every exponential takes a non-positive argument.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+# (type names only: the oracle imports nothing from the rest of fastbp)
+Array = NDArray[Any]
 
 __all__ = [
     "ACTIVATIONS",
@@ -53,28 +60,28 @@ OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 # --------------------------------------------------------------------------
 
 
-def _check_option(name, value, options):
+def _check_option(name: str, value: object, options: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
 
 
-def _hidden_activations(activation, n_layers):
+def _hidden_activations(activation: str | Sequence[str], n_layers: int) -> list[str]:
     """Return the list of the L-1 hidden activation names."""
     if isinstance(activation, str):
         _check_option("activation", activation, ACTIVATIONS)
         return [activation] * (n_layers - 1)
-    activation = list(activation)
-    if len(activation) != n_layers - 1:
+    names = list(activation)
+    if len(names) != n_layers - 1:
         raise ValueError(
             f"activation must be a str or a list of one str per hidden layer "
-            f"({n_layers - 1}), got a list of length {len(activation)}"
+            f"({n_layers - 1}), got a list of length {len(names)}"
         )
-    for name in activation:
+    for name in names:
         _check_option("activation", name, ACTIVATIONS)
-    return activation
+    return names
 
 
-def _check_output_and_loss(output, loss_name):
+def _check_output_and_loss(output: str, loss_name: str) -> None:
     _check_option("output", output, OUTPUTS)
     _check_option("loss", loss_name, LOSSES)
     if loss_name == "cross_entropy" and output == "identity":
@@ -85,7 +92,7 @@ def _check_output_and_loss(output, loss_name):
         )
 
 
-def _as_dtype(array, dtype):
+def _as_dtype(array: ArrayLike, dtype: DTypeLike) -> Array:
     return np.asarray(array, dtype=dtype)
 
 
@@ -94,31 +101,31 @@ def _as_dtype(array, dtype):
 # --------------------------------------------------------------------------
 
 
-def _sigmoid(Z):
+def _sigmoid(Z: Array) -> Array:
     """sigma(z) = 1 / (1 + exp(-z)), with exp only of -|z| <= 0."""
     exp_minus_abs = np.exp(-np.abs(Z))
     # z >= 0: 1 / (1 + e^{-z});  z < 0: e^{z} / (1 + e^{z})
     return np.where(Z >= 0, 1 / (1 + exp_minus_abs), exp_minus_abs / (1 + exp_minus_abs))
 
 
-def _softmax(Z):
+def _softmax(Z: Array) -> Array:
     """softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z), row by row."""
     exp_shifted = np.exp(Z - Z.max(axis=1, keepdims=True))
     return exp_shifted / exp_shifted.sum(axis=1, keepdims=True)
 
 
-def _log_softmax(Z):
+def _log_softmax(Z: Array) -> Array:
     """log a_k = (z_k - max z) - log sum_j exp(z_j - max z), row by row."""
     shifted = Z - Z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def _softplus(T):
+def _softplus(T: Array) -> Array:
     """softplus(t) = log(1 + e^t) = max(t, 0) + log1p(exp(-|t|))."""
     return np.maximum(T, 0) + np.log1p(np.exp(-np.abs(T)))
 
 
-def _apply(name, Z):
+def _apply(name: str, Z: Array) -> Array:
     if name == "sigmoid":
         return _sigmoid(Z)
     if name == "tanh":
@@ -130,7 +137,7 @@ def _apply(name, Z):
     return Z  # identity: Z^l is a fresh array already
 
 
-def _derivative_from_activation(name, A):
+def _derivative_from_activation(name: str, A: Array) -> Array:
     """f'(z) expressed through the cached activation a = f(z)."""
     if name == "sigmoid":
         return A * (1 - A)
@@ -146,7 +153,8 @@ def _derivative_from_activation(name, A):
 # --------------------------------------------------------------------------
 
 
-def _forward(weights, biases, X, hidden, output):
+def _forward(weights: Sequence[Array], biases: Sequence[Array], X: Array, hidden: Sequence[str],
+             output: str) -> tuple[list[Array], Array]:
     """Return ([A^0, ..., A^L], Z^L); Z^L is kept for the stable log terms."""
     activations = [X]
     n_layers = len(weights)
@@ -158,7 +166,7 @@ def _forward(weights, biases, X, hidden, output):
     return activations, Z
 
 
-def _costs(A_out, Z_out, Y, output, loss_name):
+def _costs(A_out: Array, Z_out: Array, Y: Array, output: str, loss_name: str) -> Array:
     """Per-sample costs C_i, shape (m,)."""
     if loss_name == "mse":
         # C = 1/2 sum_k (a_k - y_k)^2
@@ -171,7 +179,7 @@ def _costs(A_out, Z_out, Y, output, loss_name):
     return np.sum(Y * _softplus(-Z_out) + (1 - Y) * _softplus(Z_out), axis=1)
 
 
-def _objective(weights, costs, l2, l1=0.0):
+def _objective(weights: Sequence[Array], costs: Array, l2: Any, l1: Any = 0.0) -> Any:
     """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1."""
     penalty = sum(np.sum(W * W) for W in weights)
     J = costs.mean() + (l2 / 2) * penalty
@@ -180,7 +188,8 @@ def _objective(weights, costs, l2, l1=0.0):
     return J
 
 
-def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
+def forward(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
+            activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid") -> list[Array]:
     """Run the network forward and return every layer's activations.
 
     Parameters
@@ -204,14 +213,15 @@ def forward(weights, biases, X, activation="sigmoid", output="sigmoid"):
     """
     hidden = _hidden_activations(activation, len(weights))
     _check_option("output", output, OUTPUTS)
-    X = _as_dtype(X, weights[0].dtype)
+    inputs = _as_dtype(X, weights[0].dtype)
     with np.errstate(under="ignore"):
-        activations, _ = _forward(weights, biases, X, hidden, output)
+        activations, _ = _forward(weights, biases, inputs, hidden, output)
     return activations
 
 
-def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
-         loss="mse", l2=0.0, l1=0.0):
+def loss(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
+         activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid",
+         loss: str = "mse", l2: float = 0.0, l1: float = 0.0) -> float:
     """Objective J on the batch (X, Y).
 
     J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1,
@@ -249,14 +259,14 @@ def loss(weights, biases, X, Y, activation="sigmoid", output="sigmoid",
     hidden = _hidden_activations(activation, len(weights))
     _check_output_and_loss(output, loss_name)
     dtype = weights[0].dtype
-    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    inputs, targets = _as_dtype(X, dtype), _as_dtype(Y, dtype)
     with np.errstate(under="ignore"):
-        activations, Z_out = _forward(weights, biases, X, hidden, output)
-        costs = _costs(activations[-1], Z_out, Y, output, loss_name)
+        activations, Z_out = _forward(weights, biases, inputs, hidden, output)
+        costs = _costs(activations[-1], Z_out, targets, output, loss_name)
         return float(_objective(weights, costs, dtype.type(l2), dtype.type(l1)))
 
 
-def _output_delta(A_out, Y, output, loss_name):
+def _output_delta(A_out: Array, Y: Array, output: str, loss_name: str) -> Array:
     """delta^L = g'(A^L) * dC/dA^L, shape (m, n_L)."""
     G = A_out - Y  # dC/dA^L for mse
     if loss_name == "cross_entropy" or output == "identity":
@@ -270,8 +280,11 @@ def _output_delta(A_out, Y, output, loss_name):
     return A_out * (G - np.sum(A_out * G, axis=1, keepdims=True))
 
 
-def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
-                       output="sigmoid", loss="mse", l2=0.0, l1=0.0):
+def loss_and_gradients(
+    weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
+    activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid", loss: str = "mse",
+    l2: float = 0.0, l1: float = 0.0,
+) -> tuple[float, list[Array], list[Array]]:
     """Objective J on the batch (X, Y) and its gradients, by backpropagation.
 
     Parameters
@@ -309,26 +322,26 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
     hidden = _hidden_activations(activation, n_layers)
     _check_output_and_loss(output, loss_name)
     dtype = weights[0].dtype
-    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
-    l2 = dtype.type(l2)
-    l1 = dtype.type(l1)
-    m = X.shape[0]
+    inputs, targets = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    l2_ = dtype.type(l2)
+    l1_ = dtype.type(l1)
+    m = inputs.shape[0]
 
     with np.errstate(under="ignore"):
-        activations, Z_out = _forward(weights, biases, X, hidden, output)
-        costs = _costs(activations[-1], Z_out, Y, output, loss_name)
-        J = float(_objective(weights, costs, l2, l1))
+        activations, Z_out = _forward(weights, biases, inputs, hidden, output)
+        costs = _costs(activations[-1], Z_out, targets, output, loss_name)
+        J = float(_objective(weights, costs, l2_, l1_))
 
-        grad_weights = [None] * n_layers
-        grad_biases = [None] * n_layers
-        delta = _output_delta(activations[-1], Y, output, loss_name)
+        grad_weights: list[Array] = [None] * n_layers  # type: ignore[list-item]  # filled below
+        grad_biases: list[Array] = [None] * n_layers  # type: ignore[list-item]
+        delta = _output_delta(activations[-1], targets, output, loss_name)
         # Walk l = L..1; list index i = l - 1, so activations[i] is A^{l-1}.
         for i in range(n_layers - 1, -1, -1):
             # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} + l2 W^l
-            grad_weights[i] = (delta.T @ activations[i]) / m + l2 * weights[i]
-            if l1:
+            grad_weights[i] = (delta.T @ activations[i]) / m + l2_ * weights[i]
+            if l1_:
                 # + l1 sign(W^l), the subgradient of l1 |W^l|_1
-                grad_weights[i] += l1 * np.sign(weights[i])
+                grad_weights[i] += l1_ * np.sign(weights[i])
             # dJ/db^l = (1/m) sum over rows of delta^l
             grad_biases[i] = delta.sum(axis=0) / m
             if i > 0:
@@ -345,7 +358,7 @@ def loss_and_gradients(weights, biases, X, Y, activation="sigmoid",
 
 # The state lists each optimizer keeps in `state`, every one holding 2L arrays
 # [W^1, ..., W^L, b^1, ..., b^L]-shaped like `velocities`.
-_STATE_NAMES = {
+_STATE_NAMES: dict[str, tuple[str, ...]] = {
     "sgd": ("velocity",),
     "rmsprop": ("square_average",),
     "adam": ("first_moment", "second_moment"),
@@ -353,8 +366,10 @@ _STATE_NAMES = {
 }
 
 
-def _check_optimizer_arguments(optimizer, momentum, nesterov, l1, weight_decay, rho,
-                               beta1, beta2, epsilon, velocities, state):
+def _check_optimizer_arguments(optimizer: str, momentum: float, nesterov: bool, l1: float,
+                               weight_decay: float | None, rho: float, beta1: float,
+                               beta2: float, epsilon: float, velocities: object,
+                               state: object) -> None:
     """ValueError naming the first bad optimizer argument; changes nothing."""
     _check_option("optimizer", optimizer, OPTIMIZERS)
     checks = [
@@ -383,7 +398,8 @@ def _check_optimizer_arguments(optimizer, momentum, nesterov, l1, weight_decay, 
         raise ValueError("give velocities or state, not both")
 
 
-def _optimizer_state(state, optimizer, names, parameters):
+def _optimizer_state(state: dict[str, Any], optimizer: str, names: Sequence[str],
+                     parameters: Sequence[Array]) -> list[list[Array]]:
     """The state lists `names` of `optimizer` in `state`, created (zeros) when missing.
 
     State belongs to one optimizer: a dict last used by another one is
@@ -398,11 +414,15 @@ def _optimizer_state(state, optimizer, names, parameters):
     return [state[name] for name in names]
 
 
-def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid",
-                loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
-                momentum=0.0, velocities=None, order=None, optimizer="sgd",
-                nesterov=False, l1=0.0, weight_decay=None, rho=0.9, beta1=0.9,
-                beta2=0.999, epsilon=1e-8, state=None):
+def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
+                *, activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid",
+                loss: str = "mse", learning_rate: float = 3.0, batch_size: int = 10,
+                l2: float = 0.0, momentum: float = 0.0, velocities: list[Array] | None = None,
+                order: Sequence[int] | NDArray[np.integer[Any]] | None = None,
+                optimizer: str = "sgd", nesterov: bool = False,
+                l1: float = 0.0, weight_decay: float | None = None, rho: float = 0.9,
+                beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
+                state: dict[str, Any] | None = None) -> float:
     """One epoch of mini-batch gradient descent, updating the parameters in place.
 
     The batches are X[order][0:b], X[order][b:2b], ... (b = batch_size), the
@@ -489,12 +509,12 @@ def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid"
     if weight_decay is None:
         weight_decay = 0.01 if optimizer == "adamw" else 0.0
     dtype = weights[0].dtype
-    X, Y = _as_dtype(X, dtype), _as_dtype(Y, dtype)
+    inputs, targets = _as_dtype(X, dtype), _as_dtype(Y, dtype)
     eta = dtype.type(learning_rate)
     mu = dtype.type(momentum)
-    n_samples = X.shape[0]
+    n_samples = inputs.shape[0]
     if order is not None:
-        X, Y = X[order], Y[order]
+        inputs, targets = inputs[order], targets[order]
     parameters = list(weights) + list(biases)
     if state is None:
         state = {}
@@ -507,12 +527,12 @@ def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid"
     keep = dtype.type(1 - learning_rate * weight_decay)
     # Adam's bias corrections 1 - beta^t are taken in double precision
     decay1, decay2 = float(beta1), float(beta2)
-    rho, beta1, beta2, epsilon = (dtype.type(v) for v in (rho, beta1, beta2, epsilon))
+    rho_, beta1_, beta2_, epsilon_ = (dtype.type(v) for v in (rho, beta1, beta2, epsilon))
 
     total = 0.0
     for start in range(0, n_samples, batch_size):
-        X_batch = X[start:start + batch_size]
-        Y_batch = Y[start:start + batch_size]
+        X_batch = inputs[start:start + batch_size]
+        Y_batch = targets[start:start + batch_size]
         J, grad_weights, grad_biases = loss_and_gradients(
             weights, biases, X_batch, Y_batch, activation=activation,
             output=output, loss=loss, l2=l2, l1=l1,
@@ -534,20 +554,20 @@ def train_epoch(weights, biases, X, Y, *, activation="sigmoid", output="sigmoid"
             elif optimizer == "rmsprop":
                 # s <- rho s + (1 - rho) g^2;  theta <- theta - eta g / (sqrt(s) + eps)
                 average = moments[0][index]
-                average *= rho
-                average += (1 - rho) * gradient * gradient
-                step = -eta * gradient / (np.sqrt(average) + epsilon)
+                average *= rho_
+                average += (1 - rho_) * gradient * gradient
+                step = -eta * gradient / (np.sqrt(average) + epsilon_)
             else:
                 # m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2
                 first, second = moments[0][index], moments[1][index]
-                first *= beta1
-                first += (1 - beta1) * gradient
-                second *= beta2
-                second += (1 - beta2) * gradient * gradient
+                first *= beta1_
+                first += (1 - beta1_) * gradient
+                second *= beta2_
+                second += (1 - beta2_) * gradient * gradient
                 # theta <- theta - eta mhat / (sqrt(vhat) + eps)
                 first_hat = first / dtype.type(1 - decay1 ** t)
                 second_hat = second / dtype.type(1 - decay2 ** t)
-                step = -eta * first_hat / (np.sqrt(second_hat) + epsilon)
+                step = -eta * first_hat / (np.sqrt(second_hat) + epsilon_)
             if index < n_layers and weight_decay:
                 # decoupled decay, weights only: W <- W (1 - eta wd) + step
                 parameter *= keep

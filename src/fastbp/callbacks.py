@@ -15,11 +15,25 @@ cleanly after that epoch: its history is kept and on_fit_end still runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._contract import MONITORS, Interval, Options, check_params, improved, unrecorded_monitor
+from ._contract import (
+    MONITORS,
+    Constraint,
+    Interval,
+    Options,
+    check_params,
+    improved,
+    unrecorded_monitor,
+)
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray, History
+    from .trainer import Trainer
 
 __all__ = ["Callback", "EarlyStopping", "LambdaCallback", "check_callbacks"]
 
@@ -31,7 +45,7 @@ logger = logging.getLogger("fastbp")
 class Callback:
     """Base class with no-op hooks; subclass and override what you need."""
 
-    def on_fit_begin(self, trainer, history):
+    def on_fit_begin(self, trainer: Trainer, history: History) -> None:
         """Called once when `fit` starts, before the first epoch.
 
         Parameters
@@ -42,7 +56,7 @@ class Callback:
             The fit's history, empty lists at this point.
         """
 
-    def on_epoch_end(self, trainer, epoch, history):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, history: History) -> bool:
         """Called after each epoch.
 
         Parameters
@@ -60,7 +74,7 @@ class Callback:
         """
         return False
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         """Called once when `fit` ends, also when a callback stopped it.
 
         Parameters
@@ -74,21 +88,26 @@ class Callback:
 class LambdaCallback(Callback):
     """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=f)``."""
 
-    def __init__(self, on_fit_begin=None, on_epoch_end=None, on_fit_end=None):
+    def __init__(
+        self,
+        on_fit_begin: Callable[[Trainer, History], object] | None = None,
+        on_epoch_end: Callable[[Trainer, int, History], object] | None = None,
+        on_fit_end: Callable[[Trainer, History], object] | None = None,
+    ) -> None:
         for name, function in (("on_fit_begin", on_fit_begin),
                                ("on_epoch_end", on_epoch_end), ("on_fit_end", on_fit_end)):
             if function is not None and not callable(function):
                 raise TypeError(f"{name} must be callable or None, got {function!r}")
         self._begin, self._epoch, self._end = on_fit_begin, on_epoch_end, on_fit_end
 
-    def on_fit_begin(self, trainer, history):
+    def on_fit_begin(self, trainer: Trainer, history: History) -> None:
         if self._begin is not None:
             self._begin(trainer, history)
 
-    def on_epoch_end(self, trainer, epoch, history):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, history: History) -> bool:
         return bool(self._epoch(trainer, epoch, history)) if self._epoch is not None else False
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         if self._end is not None:
             self._end(trainer, history)
 
@@ -119,34 +138,34 @@ class EarlyStopping(Callback):
         Epoch after which training was stopped, None if it ran to the end.
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: dict[str, Constraint] = {
         "monitor": Options(MONITORS),
         "patience": Interval(Integral, 0, None, closed="left"),
         "min_delta": Interval(Real, 0, None, closed="left"),
         "restore_best_weights": Options((True, False)),
     }
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0,
-                 restore_best_weights=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best_weights: bool = True) -> None:
         self.monitor = monitor
         self.patience = patience
         self.min_delta = min_delta
         self.restore_best_weights = restore_best_weights
         check_params(vars(self), self._parameter_constraints)
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self._best_parameters: FloatArray | None = None
+        self._wait = 0
+
+    def on_fit_begin(self, trainer: Trainer, history: History) -> None:
         self.best = None
         self.best_epoch = None
         self.stopped_epoch = None
         self._best_parameters = None
         self._wait = 0
 
-    def on_fit_begin(self, trainer, history):
-        self.best = None
-        self.best_epoch = None
-        self.stopped_epoch = None
-        self._best_parameters = None
-        self._wait = 0
-
-    def on_epoch_end(self, trainer, epoch, history):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, history: History) -> bool:
         if self.monitor not in history:
             raise unrecorded_monitor("EarlyStopping", self.monitor, history)
         value = float(history[self.monitor][-1])
@@ -165,19 +184,19 @@ class EarlyStopping(Callback):
             return True
         return False
 
-    def on_fit_end(self, trainer, history):
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
         if self.restore_best_weights and self._best_parameters is not None:
             if not np.array_equal(self._best_parameters, trainer.network._params):
                 trainer.network.set_parameters(self._best_parameters)
                 logger.info("restored the parameters of epoch %d", self.best_epoch)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience!r}, "
                 f"min_delta={self.min_delta!r}, "
                 f"restore_best_weights={self.restore_best_weights!r})")
 
 
-def check_callbacks(callbacks):
+def check_callbacks(callbacks: Sequence[Any] | None) -> list[Any]:
     """`callbacks` as a list, each entry with at least one hook, or TypeError.
 
     Parameters

@@ -12,11 +12,18 @@ load as models without preprocessing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _io
 from ._data import check_inputs
 from .network import Network
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray, PathLike
 
 __all__ = ["Model"]
 
@@ -47,9 +54,11 @@ class Model:
         The training history (per-epoch lists), for `fastbp info`.
     """
 
-    def __init__(self, network, task=None, classes=None, feature_names=None,
-                 feature_mean=None, feature_scale=None, target_mean=None,
-                 target_scale=None, history=None):
+    def __init__(self, network: Network, task: str | None = None,
+                 classes: ArrayLike | None = None, feature_names: Sequence[str] | None = None,
+                 feature_mean: ArrayLike | None = None, feature_scale: ArrayLike | None = None,
+                 target_mean: ArrayLike | None = None, target_scale: ArrayLike | None = None,
+                 history: Mapping[str, Any] | None = None) -> None:
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         n_inputs, n_outputs = network.layer_sizes[0], network.layer_sizes[-1]
@@ -59,42 +68,46 @@ class Model:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "classify" and network.output == "identity":
             raise ValueError("a classifier needs a sigmoid or softmax output, not identity")
+        labels: NDArray[Any] | None = None
         if task == "classify":
             n_classes = 2 if n_outputs == 1 else n_outputs
-            classes = np.arange(n_classes) if classes is None else np.asarray(classes)
-            if classes.shape != (n_classes,):
+            labels = np.arange(n_classes) if classes is None else np.asarray(classes)
+            if labels.shape != (n_classes,):
                 raise ValueError(f"classes must hold {n_classes} labels for this network, "
-                                 f"got shape {classes.shape}")
+                                 f"got shape {labels.shape}")
         elif classes is not None:
             raise ValueError("classes belong to classifiers; a regressor has none")
+        names: list[str] | None = None
         if feature_names is not None:
-            feature_names = [str(name) for name in feature_names]
-            if len(feature_names) != n_inputs:
+            names = [str(name) for name in feature_names]
+            if len(names) != n_inputs:
                 raise ValueError(f"feature_names must name the {n_inputs} inputs, got "
-                                 f"{len(feature_names)}")
-        feature_mean = self._vector(feature_mean, (n_inputs,), "feature_mean")
-        feature_scale = self._vector(feature_scale, (n_inputs,), "feature_scale", positive=True)
-        if (feature_mean is None) != (feature_scale is None):
+                                 f"{len(names)}")
+        mean = self._vector(feature_mean, (n_inputs,), "feature_mean")
+        scale = self._vector(feature_scale, (n_inputs,), "feature_scale", positive=True)
+        if (mean is None) != (scale is None):
             raise ValueError("give feature_mean and feature_scale together, or neither")
         if task == "classify" and (target_mean is not None or target_scale is not None):
             raise ValueError("target_mean and target_scale belong to regressors")
-        target_mean = self._vector(target_mean, None, "target_mean", n_outputs=n_outputs)
-        target_scale = self._vector(target_scale, None, "target_scale", positive=True,
-                                    n_outputs=n_outputs)
-        if (target_mean is None) != (target_scale is None):
+        y_mean = self._vector(target_mean, None, "target_mean", n_outputs=n_outputs)
+        y_scale = self._vector(target_scale, None, "target_scale", positive=True,
+                               n_outputs=n_outputs)
+        if (y_mean is None) != (y_scale is None):
             raise ValueError("give target_mean and target_scale together, or neither")
         self.network = network
-        self.task = task
-        self.classes = classes
-        self.feature_names = feature_names
-        self.feature_mean = feature_mean
-        self.feature_scale = feature_scale
-        self.target_mean = target_mean
-        self.target_scale = target_scale
-        self.history = dict(history or {})
+        self.task: str = task
+        self.classes = labels
+        self.feature_names = names
+        self.feature_mean = mean
+        self.feature_scale = scale
+        self.target_mean = y_mean
+        self.target_scale = y_scale
+        self.history: dict[str, Any] = dict(history or {})
 
     @staticmethod
-    def _vector(value, shape, name, positive=False, n_outputs=None):
+    def _vector(value: ArrayLike | None, shape: tuple[int, ...] | None, name: str,
+                positive: bool = False,
+                n_outputs: int | None = None) -> NDArray[np.float64] | None:
         if value is None:
             return None
         array = np.asarray(value, dtype=np.float64)
@@ -110,11 +123,11 @@ class Model:
     # ------------------------------------------------------------ compute
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """Number of input columns n_0."""
         return self.network.layer_sizes[0]
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> FloatArray:
         """Inputs as the network sees them: standardised when the model has a scaling.
 
         Parameters
@@ -125,12 +138,12 @@ class Model:
         -------
         X : ndarray of shape (n_samples, n_0), of the network's dtype
         """
-        X = check_inputs(X, self.n_features, np.float64)
+        inputs = check_inputs(X, self.n_features, np.float64)
         if self.feature_mean is not None:
-            X = (X - self.feature_mean) / self.feature_scale
-        return X.astype(self.network.dtype, copy=False)
+            inputs = (inputs - self.feature_mean) / cast("FloatArray", self.feature_scale)
+        return inputs.astype(self.network.dtype, copy=False)
 
-    def decision(self, X):
+    def decision(self, X: ArrayLike) -> FloatArray:
         """The network's outputs on `X` (after `transform`), in its own units.
 
         Returns
@@ -139,7 +152,7 @@ class Model:
         """
         return self.network.forward(self.transform(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, one column per class in the order of `classes`.
 
         Parameters
@@ -160,7 +173,7 @@ class Model:
             return np.hstack([1 - outputs, outputs])
         return outputs
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Predictions in the user's terms: class labels, or values in the targets' units.
 
         Parameters
@@ -173,14 +186,15 @@ class Model:
             a regressor with several outputs
         """
         if self.task == "classify":
+            classes = cast("NDArray[Any]", self.classes)  # every classifier has them
             probabilities = self.predict_proba(X)
-            return self.classes[np.argmax(probabilities, axis=1)]
+            return classes[np.argmax(probabilities, axis=1)]
         values = self.decision(X).astype(np.float64)
         if self.target_mean is not None:
-            values = values * self.target_scale + self.target_mean
+            values = values * cast("FloatArray", self.target_scale) + self.target_mean
         return values[:, 0] if values.shape[1] == 1 else values
 
-    def encode_targets(self, y):
+    def encode_targets(self, y: ArrayLike) -> NDArray[Any]:
         """Targets as the network trains on them: class indices, or scaled values.
 
         Parameters
@@ -194,22 +208,23 @@ class Model:
             ValueError names labels the model does not know); for a
             regressor, ``(y - target_mean) / target_scale`` as float64.
         """
-        y = np.asarray(y)
+        targets = np.asarray(y)
         if self.task == "classify":
-            index = {label: k for k, label in enumerate(self.classes.tolist())}
-            unknown = sorted({label for label in y.tolist() if label not in index}, key=str)
+            classes = cast("NDArray[Any]", self.classes)  # every classifier has them
+            index = {label: k for k, label in enumerate(classes.tolist())}
+            unknown = sorted({label for label in targets.tolist() if label not in index}, key=str)
             if unknown:
                 raise ValueError(f"labels {unknown[:5]} are not among the model's classes "
-                                 f"{self.classes.tolist()}")
-            return np.asarray([index[label] for label in y.tolist()], dtype=np.intp)
-        values = y.astype(np.float64)
+                                 f"{classes.tolist()}")
+            return np.asarray([index[label] for label in targets.tolist()], dtype=np.intp)
+        values = targets.astype(np.float64)
         if self.target_mean is not None:
-            values = (values - self.target_mean) / self.target_scale
+            values = (values - self.target_mean) / cast("FloatArray", self.target_scale)
         return values
 
     # -------------------------------------------------------------- files
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the model to a .npz model file, version 2 (atomic; format in fastbp._io).
 
         Parameters
@@ -220,7 +235,7 @@ class Model:
             _io.save_model(self, path)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> Model:
         """Read a model file (version 2, or a version-1 `Network.save` file).
 
         Parameters
@@ -242,7 +257,7 @@ class Model:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{str(path)!r} is not a valid fastbp model file: {exc}") from None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [f"task={self.task!r}", f"network={self.network!r}"]
         if self.classes is not None:
             parts.append(f"classes={self.classes.tolist()!r}")

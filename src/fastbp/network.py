@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _io, _kernels
 from ._concurrency import UsageGuard, in_main_thread
@@ -18,6 +22,9 @@ from ._contract import (
 )
 from ._data import check_dtype, check_inputs
 from ._parameters import ParameterList, checked_parameter, layer_views
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray, IntArray, PathLike
 
 __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUT_ACTIVATIONS"]
 
@@ -61,8 +68,9 @@ class Network:
 
     _parameter_constraints = NETWORK_CONSTRAINTS
 
-    def __init__(self, layer_sizes, activation="sigmoid", output="sigmoid",
-                 dtype="float64", seed=None):
+    def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "sigmoid",
+                 output: str = "sigmoid", dtype: DTypeLike = "float64",
+                 seed: int | None = None) -> None:
         sizes = check_layer_sizes(layer_sizes)
         activation, hidden = check_activations(activation, len(sizes) - 2)
         check_params({"output": output}, self._parameter_constraints)
@@ -78,7 +86,8 @@ class Network:
         for bias in self._biases:
             bias[...] = 0
 
-    def _setup(self, sizes, activation, hidden, output, dtype):
+    def _setup(self, sizes: Sequence[int], activation: str | list[str], hidden: Sequence[str],
+               output: str, dtype: DTypeLike) -> None:
         """Allocate the flat parameter vector and its per-layer views."""
         self._guard = UsageGuard()
         self._sizes = np.asarray(sizes, dtype=np.intp)
@@ -89,7 +98,7 @@ class Network:
         codes = [ACTIVATION_CODES[name] for name in self._hidden]
         codes.append(ACTIVATION_CODES[output])
         self._codes = np.asarray(codes, dtype=np.intc)
-        self._params = np.zeros(_kernels.parameter_count(self._sizes), dtype=self._dtype)
+        self._params: FloatArray = np.zeros(_kernels.parameter_count(self._sizes), dtype=self._dtype)
         weights, biases = layer_views(self._params, sizes)
         self._weights = ParameterList(weights, "weights")
         self._biases = ParameterList(biases, "biases")
@@ -97,52 +106,52 @@ class Network:
     # ------------------------------------------------------------------ state
 
     @property
-    def layer_sizes(self):
+    def layer_sizes(self) -> list[int]:
         """Sizes ``[n_0, ..., n_L]`` (a new list)."""
         return [int(size) for size in self._sizes]
 
     @property
-    def activation(self):
+    def activation(self) -> str | list[str]:
         """Hidden activation: a string, or a list with one per hidden layer."""
         return list(self._activation) if isinstance(self._activation, list) else self._activation
 
     @property
-    def output(self):
+    def output(self) -> str:
         """Output activation."""
         return self._output
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         """Floating-point type of the parameters and computations."""
         return self._dtype
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
         """Number of weight layers L."""
         return len(self._sizes) - 1
 
     @property
-    def n_parameters(self):
+    def n_parameters(self) -> int:
         """Total count of weights and biases."""
         return int(self._params.size)
 
     @property
-    def weights(self):
+    def weights(self) -> ParameterList:
         return self._weights
 
     @weights.setter
-    def weights(self, values):
+    def weights(self, values: Sequence[ArrayLike]) -> None:
         self._assign_all(values, self._weights, "weights")
 
     @property
-    def biases(self):
+    def biases(self) -> ParameterList:
         return self._biases
 
     @biases.setter
-    def biases(self, values):
+    def biases(self, values: Sequence[ArrayLike]) -> None:
         self._assign_all(values, self._biases, "biases")
 
-    def _assign_all(self, values, targets, name):
+    def _assign_all(self, values: Sequence[ArrayLike], targets: ParameterList, name: str) -> None:
         if isinstance(values, np.ndarray) or not hasattr(values, "__len__"):
             raise TypeError(f"{name} must be a list of {len(targets)} arrays")
         if len(values) != len(targets):
@@ -154,7 +163,7 @@ class Network:
         for target, value in zip(targets, checked):
             target[...] = value
 
-    def get_parameters(self):
+    def get_parameters(self) -> FloatArray:
         """A copy of all parameters as one flat vector.
 
         Returns
@@ -164,7 +173,7 @@ class Network:
         """
         return self._params.copy()
 
-    def set_parameters(self, flat):
+    def set_parameters(self, flat: ArrayLike) -> None:
         """Set all parameters from one flat vector.
 
         Parameters
@@ -174,10 +183,9 @@ class Network:
             network's dtype, and refused (ValueError, nothing changed) when
             its shape is wrong or it holds NaN or infinity.
         """
-        flat = checked_parameter(flat, self._params.shape, self._dtype, "flat")
-        self._params[...] = flat
+        self._params[...] = checked_parameter(flat, self._params.shape, self._dtype, "flat")
 
-    def copy(self):
+    def copy(self) -> Network:
         """An independent copy of the network.
 
         Returns
@@ -189,7 +197,7 @@ class Network:
         clone.__setstate__(self.__getstate__())
         return clone
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {
             "layer_sizes": self.layer_sizes,
             "activation": self.activation,
@@ -198,16 +206,16 @@ class Network:
             "parameters": self._params.copy(),
         }
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         sizes = state["layer_sizes"]
         activation, hidden = check_activations(state["activation"], len(sizes) - 2)
         self._setup(sizes, activation, hidden, state["output"], check_dtype(state["dtype"]))
         self._params[...] = state["parameters"]
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Network:
         return self.copy()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Network({self.layer_sizes}, activation={self.activation!r}, "
             f"output={self._output!r}, dtype={self._dtype.name!r}, "
@@ -216,7 +224,7 @@ class Network:
 
     # ---------------------------------------------------------------- compute
 
-    def forward(self, X):
+    def forward(self, X: ArrayLike) -> FloatArray:
         """Output activations of the network.
 
         Parameters
@@ -229,11 +237,12 @@ class Network:
         A : ndarray of shape (n_samples, n_L)
             The output activations A^L.
         """
-        X = check_inputs(X, int(self._sizes[0]), self._dtype.type)
+        inputs = check_inputs(X, int(self._sizes[0]), self._dtype.type)
         with self._guard.reading("forward"):
-            return self._forward(X)[0]
+            return self._forward(inputs)[0]
 
-    def _forward(self, X, Y=None, loss_code=0):
+    def _forward(self, X: FloatArray, Y: FloatArray | None = None,
+                 loss_code: int = 0) -> tuple[FloatArray, float, int]:
         """Validated arrays in: (A^L, sum of costs, number correct)."""
         n_samples = X.shape[0]
         capacity = min(n_samples, _FORWARD_CHUNK)
@@ -247,7 +256,7 @@ class Network:
         )
         return out, cost, n_correct
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> FloatArray | IntArray:
         """Predictions: class labels for a classifier, values for a regressor.
 
         With a sigmoid or softmax output, the class of each sample: the argmax
@@ -275,7 +284,7 @@ class Network:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the network to a model file (format: fastbp._io).
 
         The write is atomic: the file appears complete or not at all, and an
@@ -290,7 +299,7 @@ class Network:
             _io.save_network(self, path)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> Network:
         """Read a network written by `save`.
 
         Refuses pickled content, unknown format versions, and arrays whose

@@ -9,9 +9,19 @@ checkpoints resume it exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral, Real
+from typing import Any
 
-from ._contract import MONITORS, Interval, Options, check_params, improved, unrecorded_monitor
+from ._contract import (
+    MONITORS,
+    Constraint,
+    Interval,
+    Options,
+    check_params,
+    improved,
+    unrecorded_monitor,
+)
 
 __all__ = [
     "Schedule",
@@ -27,12 +37,12 @@ __all__ = [
 class Schedule:
     """Base class: a constant rate. Subclasses override `rate`."""
 
-    _parameter_constraints: dict = {}
+    _parameter_constraints: dict[str, Constraint] = {}
 
-    def _check(self):
+    def _check(self) -> None:
         check_params(vars(self), self._parameter_constraints)
 
-    def rate(self, epoch, base_rate):
+    def rate(self, epoch: int, base_rate: float) -> float:
         """The learning rate of one epoch.
 
         Parameters
@@ -48,7 +58,7 @@ class Schedule:
         """
         return base_rate
 
-    def update(self, epoch, metrics):
+    def update(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Called after each epoch with what it recorded.
 
         Parameters
@@ -59,7 +69,7 @@ class Schedule:
             That epoch's values (``loss``, ``val_loss``, ...).
         """
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The schedule's position, for checkpoints.
 
         Returns
@@ -69,7 +79,7 @@ class Schedule:
         """
         return {}
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore a position.
 
         Parameters
@@ -78,7 +88,7 @@ class Schedule:
             As `get_state` returned it.
         """
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments.
 
         Returns
@@ -88,7 +98,7 @@ class Schedule:
         """
         return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
@@ -96,7 +106,7 @@ class Schedule:
 class Constant(Schedule):
     """The base rate in every epoch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         pass
 
 
@@ -106,43 +116,43 @@ class StepDecay(Schedule):
     ``rate = base_rate * gamma ** (epoch // step_size)``
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: dict[str, Constraint] = {
         "step_size": Interval(Integral, 1, None, closed="left"),
         "gamma": Interval(Real, 0, 1, closed="right"),
     }
 
-    def __init__(self, step_size=10, gamma=0.5):
+    def __init__(self, step_size: int = 10, gamma: float = 0.5) -> None:
         self.step_size = step_size
         self.gamma = gamma
         self._check()
 
-    def rate(self, epoch, base_rate):
+    def rate(self, epoch: int, base_rate: float) -> float:
         return base_rate * self.gamma ** (epoch // self.step_size)
 
 
 class ExponentialDecay(Schedule):
     """``rate = base_rate * gamma ** epoch``."""
 
-    _parameter_constraints = {"gamma": Interval(Real, 0, 1, closed="right")}
+    _parameter_constraints: dict[str, Constraint] = {"gamma": Interval(Real, 0, 1, closed="right")}
 
-    def __init__(self, gamma=0.95):
+    def __init__(self, gamma: float = 0.95) -> None:
         self.gamma = gamma
         self._check()
 
-    def rate(self, epoch, base_rate):
+    def rate(self, epoch: int, base_rate: float) -> float:
         return base_rate * self.gamma ** epoch
 
 
 class InverseScaling(Schedule):
     """``rate = base_rate / (epoch + 1) ** power`` (scikit-learn's 'invscaling')."""
 
-    _parameter_constraints = {"power": Interval(Real, 0, None, closed="left")}
+    _parameter_constraints: dict[str, Constraint] = {"power": Interval(Real, 0, None, closed="left")}
 
-    def __init__(self, power=0.5):
+    def __init__(self, power: float = 0.5) -> None:
         self.power = power
         self._check()
 
-    def rate(self, epoch, base_rate):
+    def rate(self, epoch: int, base_rate: float) -> float:
         return base_rate / (epoch + 1) ** self.power
 
 
@@ -156,7 +166,7 @@ class ReduceOnPlateau(Schedule):
     patience; an improvement during them still sets the best value).
     """
 
-    _parameter_constraints = {
+    _parameter_constraints: dict[str, Constraint] = {
         "monitor": Options(MONITORS),
         "factor": Interval(Real, 0, 1, closed="neither"),
         "patience": Interval(Integral, 0, None, closed="left"),
@@ -165,8 +175,8 @@ class ReduceOnPlateau(Schedule):
         "min_rate": Interval(Real, 0, None, closed="left"),
     }
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=5, min_delta=1e-4,
-                 cooldown=0, min_rate=0.0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 5,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_rate: float = 0.0) -> None:
         self.monitor = monitor
         self.factor = factor
         self.patience = patience
@@ -175,14 +185,14 @@ class ReduceOnPlateau(Schedule):
         self.min_rate = min_rate
         self._check()
         self._scale = 1.0
-        self._best = None
+        self._best: float | None = None
         self._wait = 0
         self._cooling = 0
 
-    def rate(self, epoch, base_rate):
+    def rate(self, epoch: int, base_rate: float) -> float:
         return max(base_rate * self._scale, self.min_rate)
 
-    def update(self, epoch, metrics):
+    def update(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self.monitor not in metrics:
             raise unrecorded_monitor("ReduceOnPlateau", self.monitor, metrics)
         value = float(metrics[self.monitor])
@@ -200,18 +210,18 @@ class ReduceOnPlateau(Schedule):
                 self._wait = 0
                 self._cooling = self.cooldown
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {"scale": self._scale, "best": self._best, "wait": self._wait,
                 "cooling": self._cooling}
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         self._scale = float(state["scale"])
         self._best = None if state["best"] is None else float(state["best"])
         self._wait = int(state["wait"])
         self._cooling = int(state["cooling"])
 
 
-SCHEDULES = {
+SCHEDULES: dict[str, type[Schedule]] = {
     "constant": Constant,
     "step": StepDecay,
     "exponential": ExponentialDecay,
@@ -220,7 +230,7 @@ SCHEDULES = {
 }
 
 
-def make_schedule(schedule):
+def make_schedule(schedule: str | Schedule | None) -> Schedule:
     """A Schedule from a name, an instance or None.
 
     Parameters
@@ -246,7 +256,8 @@ def make_schedule(schedule):
     )
 
 
-def schedule_from_config(name, config, state):
+def schedule_from_config(name: str, config: Mapping[str, Any],
+                         state: Mapping[str, Any]) -> Schedule:
     """Rebuild a schedule saved as (class name, get_config(), get_state()).
 
     Parameters
