@@ -172,21 +172,21 @@ def read_npz(path: PathLike, file_format: str, version: int | tuple[int, ...]) -
     if "format" not in arrays:
         raise ValueError(f"{name!r} is not a fastbp file (no 'format' entry)")
     if arrays["format"].dtype.kind != "U" or str(arrays["format"]) != file_format:
-        found = str(arrays["format"]) if arrays["format"].dtype.kind == "U" else None
+        found = str(arrays["format"]) if arrays["format"].dtype.kind == "U" else ""
         hint = {CHECKPOINT_FORMAT: ": it is a training checkpoint, read it with "
                                    "Trainer.load_checkpoint",
                 NETWORK_FORMAT: ": it is a model file, read it with Network.load "
                                 "(or fastbp.Model.load)"}.get(found, "")
-        held = repr(found) if found is not None else repr(arrays["format"])
+        held = repr(found) if found else repr(arrays["format"])
         raise ValueError(f"{name!r} holds {held}, not a {file_format!r} file{hint}")
-    found = arrays.get("format_version")
-    if found is None or found.shape != () or not np.issubdtype(found.dtype, np.integer):
+    stored = arrays.get("format_version")
+    if stored is None or stored.shape != () or not np.issubdtype(stored.dtype, np.integer):
         raise ValueError(f"{name!r} has no valid format_version")
     versions = version if isinstance(version, tuple) else (version,)
-    if int(found) not in versions:
+    if int(stored) not in versions:
         readable = " and ".join(str(v) for v in versions)
         raise ValueError(
-            f"{name!r} has format_version {int(found)}; this fastbp reads version {readable}"
+            f"{name!r} has format_version {int(stored)}; this fastbp reads version {readable}"
         )
     return arrays
 

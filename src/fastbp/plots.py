@@ -307,7 +307,9 @@ def _load_report(report):
 def _speedups(rows):
     """{(workload, dtype, implementation): speed-up} and the orders of each."""
     seconds = {}
-    workloads, dtypes, implementations = [], [], []
+    workloads: list[str] = []
+    dtypes: list[str] = []
+    implementations: list[str] = []
     for index, row in enumerate(rows):
         try:
             key = (str(row["workload"]), str(row["dtype"]), str(row["implementation"]))
@@ -378,8 +380,8 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
     OSError, json.JSONDecodeError
         If the JSON file cannot be read or parsed.
     """
-    report = _load_report(report)
-    rows = report.get("epochs")
+    parsed = _load_report(report)
+    rows = parsed.get("epochs")
     if not rows:
         raise ValueError("the report has no 'epochs' rows: run python -m bench.report "
                          "with its epoch section (the default, or --all)")
@@ -438,7 +440,7 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
                 ncol=len(implementations), frameon=False)
     figure.suptitle(title if title is not None else
                     "fastbp: speed-up over the NumPy baseline per epoch")
-    subtitle = _subtitle(report)
+    subtitle = _subtitle(parsed)
     if subtitle:
         axis.set_title(subtitle, fontsize=8, color="#444444")
     return _save(figure, Canvas, path)
