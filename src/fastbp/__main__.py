@@ -1,4 +1,7 @@
-"""The digits demo: ``python -m fastbp`` (or the ``fastbp`` command).
+"""The digits demo: ``python -m fastbp`` (or the ``fastbp`` command, or ``fastbp demo``).
+
+A first argument naming a subcommand (``train``, ``predict``, ``evaluate``,
+``info``, ``export``, ``bench``) goes to fastbp.cli instead.
 
 Trains a sigmoid network on scikit-learn's bundled 8x8 handwritten digits
 (no download) with a held-out test set, printing train and test loss and
@@ -20,6 +23,7 @@ import numpy as np
 
 from . import EarlyStopping, LambdaCallback, Network, Trainer
 from ._contract import DTYPES, HIDDEN_ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
+from .cli import COMMANDS
 from .schedules import SCHEDULES
 
 # Learning rate when --learning-rate is not given: the adaptive rules take
@@ -58,6 +62,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastbp",
         description="Train a fully connected network on scikit-learn's handwritten digits.",
+        epilog="Commands: fastbp {train,predict,evaluate,info,export,bench} ... "
+               "(fastbp COMMAND --help); 'fastbp demo [options]' is this demo.",
     )
     parser.add_argument("--hidden", type=int, nargs="*", default=[30],
                         help="hidden layer sizes (default: 30)")
@@ -157,6 +163,13 @@ def _make_trainer(args, n_inputs, l2):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:        # fastbp train ..., predict, evaluate, ...
+        from .cli import main as command_main
+
+        return command_main(argv)
+    if argv and argv[0] == "demo":          # fastbp demo [options]: this demo
+        argv = argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
