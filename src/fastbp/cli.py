@@ -337,7 +337,7 @@ def train_command(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("--curve needs matplotlib (pip install matplotlib)") from None
+            raise UsageError("--curve needs matplotlib (pip install 'fastbp[plot]')") from None
 
     table = read_table(args.data, target=args.target)
     X, y = table.X, table.y
@@ -435,22 +435,11 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _draw_curve(history: dict[str, list[float]], path: str, source: str) -> None:
-    from matplotlib.figure import Figure
+    """Learning curves (loss and accuracy, train and validation) into a PNG."""
+    from .plots import plot_learning_curves
 
-    figure = Figure(figsize=(6, 4))
-    axes = figure.add_subplot()
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    axes.plot(epochs, history["loss"], label="train")
-    if "val_loss" in history:
-        axes.plot(epochs, history["val_loss"], label="validation")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("loss")
-    axes.set_yscale("log")
-    axes.set_title(os.path.basename(source))
-    axes.legend()
-    figure.tight_layout()
     try:
-        figure.savefig(path, format="png")
+        plot_learning_curves(history, path, title=os.path.basename(source))
     except OSError as exc:
         raise UsageError(f"could not write --curve {path}: {exc.strerror or exc}") from None
 
