@@ -593,7 +593,8 @@ def info_command(args: argparse.Namespace) -> int:
     print(f"network: {network!r}")
     hidden = network.layer_sizes[1:-1]
     print(f"layers: {network.layer_sizes[0]} inputs, hidden {hidden or 'none'} "
-          f"({network.activation}), {network.layer_sizes[-1]} {network.output} outputs; "
+          f"({network.activation}), {network.layer_sizes[-1]} {network.output} "
+          f"output{'s' if network.layer_sizes[-1] > 1 else ''}; "
           f"dtype {np.dtype(network.dtype).name}")
     if model.task == "classify":
         labels = ", ".join(_format_value(label) for label in model.classes)
