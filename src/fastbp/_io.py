@@ -57,8 +57,8 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -120,21 +120,22 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_savez(path: PathLike, arrays: Mapping[str, NDArray[Any]]) -> None:
-    """np.savez to a temporary file beside `path`, then rename over it.
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], object],
+                 suffix: str = ".tmp") -> None:
+    """`write(stream)` into a temporary file beside `path`, then rename it over `path`.
 
     The file appears complete or not at all, and an existing file is only
-    replaced once the new one is fully written. It gets the mode a plain
-    ``open(path, "w")`` would give it (0666 less the umask), not mkstemp's
-    owner-only 0600.
+    replaced once the new one is fully written (and synced); on any failure,
+    also an interrupt, the temporary file is removed. The file gets the mode
+    a plain ``open(path, "w")`` would give it (0666 less the umask), not
+    mkstemp's owner-only 0600.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
+    handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=suffix, dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
-            # (no entry is called allow_pickle, savez's one keyword)
-            np.savez(stream, **arrays)  # type: ignore[arg-type]
+            write(stream)
             stream.flush()
             if hasattr(os, "fchmod"):
                 os.fchmod(stream.fileno(), 0o666 & ~_current_umask())
@@ -146,6 +147,12 @@ def atomic_savez(path: PathLike, arrays: Mapping[str, NDArray[Any]]) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_savez(path: PathLike, arrays: Mapping[str, NDArray[Any]]) -> None:
+    """np.savez of `arrays` to `path`, atomically (see `atomic_write`)."""
+    # (no entry is called allow_pickle, savez's one keyword)
+    atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
 
 
 def read_npz(path: PathLike, file_format: str, version: int | tuple[int, ...]) -> Arrays:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -371,21 +370,6 @@ def export_onnx(source: Source, path: str | os.PathLike[str], *,
     >>> session.run(["outputs"], {"X": X})[0]                # doctest: +SKIP
     """
     proto = build_onnx(source, opset=opset, sigmoid_operator=sigmoid_operator)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".onnx.tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(proto.SerializeToString())
-            stream.flush()
-            if hasattr(os, "fchmod"):
-                os.fchmod(stream.fileno(), 0o666 & ~_io._current_umask())
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    _io.atomic_write(path, lambda stream: stream.write(proto.SerializeToString()),
+                     suffix=".onnx.tmp")
     return proto
