@@ -249,18 +249,27 @@ def epoch_table(rows):
     return format_table(headers, body, right=range(3, 11))
 
 
+NOISY = 0.25     # a goal's rows with a larger +- (half range / median) are flagged
+
+
 def goals_table(rows):
-    headers = ["workload", "dtype", "goal", "status"]
+    headers = ["workload", "dtype", "goal", "status", "noise"]
     body = []
     for row in rows:
         if row["implementation"] != "fastbp" or not row["goal"]:
             continue
+        spreads = {other["implementation"]: other["spread"] for other in rows
+                   if (other["workload"], other["dtype"]) == (row["workload"], row["dtype"])
+                   and other["implementation"] in ("fastbp", "numpy", "sklearn") + PEER_GOALS}
+        worst = max(spreads, key=spreads.get)
+        noise = (f"NOISY: {worst} +-{spreads[worst]:.0%}" if spreads[worst] > NOISY
+                 else f"max +-{spreads[worst]:.0%}")
         texts = []
         for item in row["goal"]:
             mark = {True: "met", False: "NOT met", None: "?"}[item["met"]]
             texts.append(f"{item['criterion']}: {mark}")
         status = {True: "met", False: "NOT met", None: "incomplete"}[row["goal_met"]]
-        body.append([row["workload"], row["dtype"], "; ".join(texts), status])
+        body.append([row["workload"], row["dtype"], "; ".join(texts), status, noise])
     return format_table(headers, body, right=())
 
 
@@ -423,7 +432,11 @@ def main(argv=None):
                    if beaten else "No measured time beat its roof."]
         if notes:
             output += [""] + [f"Note: {note}" for note in dict.fromkeys(notes)]
-        output += ["", "Goals (the issue's; fastbp rows):", "", goals_table(rows)]
+        output += ["", "Goals (the issue's; fastbp rows, on the medians):", "", goals_table(rows),
+                   "", f"noise: the largest +- among the rows the goal compares (fastbp, the fast "
+                   "baseline or MLPClassifier, torch, jax); "
+                   f"NOISY above {NOISY:.0%}: a busy spell of the machine hit some rounds, "
+                   "and the ratios of that row are not reliable (compare the best column)."]
     if "scaling" in sections:
         from .scaling import run_scaling
 

@@ -125,3 +125,15 @@ def test_epoch_report_plot(tmp_path, capsys):
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="--plot draws the epoch table"):
         report.main(["--memory", "--plot", str(tmp_path / "x.png")])
+
+
+def test_a_time_below_the_roof_is_flagged():
+    common = {"workload": "nielsen", "dtype": "float32", "times": [0.1], "spread": 0.0,
+              "samples_per_second": 1.0, "gflops": 1.0, "speedup": 1.0,
+              "fastbp_speedup": 1.0}
+    rows = [dict(common, implementation="fastbp", label="fastbp", seconds=0.1,
+                 roof_fraction=1.2, beats_roof=True),
+            dict(common, implementation="roof", label="roof", seconds=0.12, times=[],
+                 roof_fraction=1.0, beats_roof=False, roof_bound="memory")]
+    text = report.epoch_table(rows)
+    assert "120% ROOF WRONG" in text and "roof (memory bound)" in text
