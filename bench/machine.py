@@ -6,7 +6,11 @@ import os
 import platform
 import sys
 
-__all__ = ["cpu_model", "machine_info", "format_header"]
+__all__ = ["cpu_model", "cpu_features", "machine_info", "format_header"]
+
+# The vector features that matter to GEMM and element-wise kernels, in order
+VECTOR_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw",
+                   "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile", "asimd", "sve")
 
 # OpenBLAS settings that skew timings (a forced core type or cache size)
 SKEWING_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -24,12 +28,34 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_features():
+    """The vector features of VECTOR_FEATURES that /proc/cpuinfo's flags list."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith(("flags", "features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for name in VECTOR_FEATURES if name in flags]
+    except OSError:
+        pass
+    return []
+
+
 def _version(module_name):
     try:
         module = __import__(module_name)
     except ImportError:
         return None
     return getattr(module, "__version__", "unknown")
+
+
+def _distribution_version(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _short_path(path):
@@ -76,13 +102,18 @@ def machine_info():
     ]
     return {
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": _version("numpy"),
         "scipy": _version("scipy"),
         "fastbp": _version("fastbp"),
-        "torch": _version("torch"),
+        # the peers' versions from their metadata: importing torch or jax here
+        # would start their thread pools beside OpenBLAS's in this process
+        "torch": _distribution_version("torch"),
+        "jax": _distribution_version("jax"),
+        "sklearn": _distribution_version("scikit-learn"),
         "blas": blas,
         "blas_summary": summary,
         "warnings": warnings,
@@ -93,9 +124,11 @@ def format_header(info):
     """Lines describing the machine, for the top of a report."""
     lines = [
         f"CPU:      {info['cpu']}, {info['cores']} cores (os.cpu_count())",
+        f"Vector:   {' '.join(info.get('cpu_features') or ['unknown'])} (/proc/cpuinfo flags)",
         f"Platform: {info['platform']}, Python {info['python']}",
         f"Versions: numpy {info['numpy']}, scipy {info['scipy']}, fastbp {info['fastbp']}, "
-        f"torch {info['torch'] or 'not installed'}",
+        f"torch {info['torch'] or 'not installed'}, jax {info.get('jax') or 'not installed'}, "
+        f"scikit-learn {info.get('sklearn') or 'not installed'}",
     ]
     for index, entry in enumerate(info["blas_summary"]):
         lines.append(("BLAS:     " if index == 0 else "          ") + entry)
