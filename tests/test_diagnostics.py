@@ -7,7 +7,6 @@ loss_and_gradients gives dJ/dW^l at the parameters the epoch kernel saw.
 """
 
 import copy
-import itertools
 
 import numpy as np
 import pytest
@@ -100,6 +99,22 @@ def test_grad_norms_leave_training_bit_for_bit(mode, dtype):
         assert without["loss"] == with_norms["loss"]
         # the trainer's own history stays flat (checkpoints store it as such)
         assert "grad_norms" not in watched.history
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("batch", [1, 4, 10])
+@pytest.mark.parametrize("mode", [MODES["sgd"], dict(learning_rate=0.2, momentum=0.9)],
+                         ids=["sgd", "momentum"])
+def test_grad_norms_by_the_gram_identity(mode, batch, dtype):
+    # a wide first layer and no L2: the fused updates' norms of layers 1 and 2
+    # come from the Gram identity ((m + 1)(n_in + n_out) < n_in n_out), not a product
+    rng = np.random.default_rng(10)
+    X, y = make_data(rng, 40, (60, 4), dtype, labels=True)
+    trainer = _trainer(dtype, mode, batch, sizes=(60, 40, 30, 4))
+    replay = copy.deepcopy(trainer)
+    (norms,) = trainer.fit(X, y, epochs=1, grad_norms=True)["grad_norms"]
+    expected = _replayed_norms(replay, X, y, batch)
+    np.testing.assert_allclose(norms, expected, rtol=NORM_RTOL[dtype])
 
 
 def test_grad_norms_on_blas_for_every_batch():

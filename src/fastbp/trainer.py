@@ -444,12 +444,15 @@ class Trainer:
             Frobenius norm of dJ/dW^l (penalties included, at the
             parameters before each update) averaged over the epoch's
             batches. Computed in the epoch kernel; the updates are the same
-            bit for bit. It costs one pass over each gradient for the rules
-            that form it anyway (rmsprop, adam, Nesterov, sgd with l1 or
-            weight decay), and one more outer product per layer and batch
-            for plain SGD and heavy-ball momentum, whose fused updates
-            otherwise never form dJ/dW (about a third more arithmetic:
-            measured in bench/README.md). Off by default.
+            bit for bit, and off (the default) the epoch is unchanged. On,
+            it costs one pass over each gradient for the rules that form it
+            anyway (rmsprop, adam, Nesterov, sgd with l1 or weight decay):
+            about 1-3% of the epoch. Plain SGD and heavy-ball momentum,
+            whose fused updates never form dJ/dW, take the norm from the
+            Gram identity ||delta^T A||^2 = sum_ij (a_i . a_j)(d_i . d_j)
+            where it is cheaper than the product and l2 = 0, and otherwise
+            from one more outer product per layer and batch (up to ~1.5x
+            the epoch's arithmetic).
 
         Returns
         -------

@@ -6,6 +6,10 @@
  *                    sum (g + l2 w + l1 sign(w))^2 in double: the squared
  *                    Frobenius norm of dJ/dW from its data term g (the
  *                    gradient norms of train_epoch)
+ *   fbp_?gram_squares[_scalar]
+ *                    ||D^T A||_F^2 = sum_ij (a_i . a_j)(d_i . d_j) over the rows
+ *                    of D (m, n_out) and A (m, n_in), in double, without the
+ *                    product: the norms of the fused SGD updates
  *
  * Both run with several independent accumulators and one fixed reduction
  * order. Without AVX2 + FMA the caller uses its scalar loop; on other
@@ -40,6 +44,41 @@ static double fbp_##S##gradient_squares_scalar(const T *g, const T *w,         \
 
 FBP_GRADIENT_SQUARES_SCALAR(double, d)
 FBP_GRADIENT_SQUARES_SCALAR(float, s)
+
+/* The Gram identity over the row pairs i <= j, each dot in double; DOT is
+   the dot product of two rows (the AVX2 one below, or a scalar one). */
+#define FBP_GRAM_SQUARES(T, S, SUFFIX, ATTR, DOT)                              \
+ATTR static double fbp_##S##gram_squares##SUFFIX(const T *D, const T *A, int m, \
+                                                 int n_out, int n_in)          \
+{                                                                              \
+    double diagonal = 0, off = 0;                                              \
+    for (int i = 0; i < m; i++) {                                              \
+        const T *a = A + (size_t)i * n_in, *d = D + (size_t)i * n_out;         \
+        diagonal += DOT(a, a, n_in) * DOT(d, d, n_out);                        \
+        for (int j = i + 1; j < m; j++)                                        \
+            off += DOT(a, A + (size_t)j * n_in, n_in)                          \
+                   * DOT(d, D + (size_t)j * n_out, n_out);                     \
+    }                                                                          \
+    return diagonal + 2 * off;                                                 \
+}
+
+#define FBP_DOT_SCALAR(T, S)                                                   \
+static double fbp_##S##dot_scalar(const T *x, const T *y, size_t n)           \
+{                                                                              \
+    double s[4] = {0, 0, 0, 0};                                                \
+    size_t i = 0;                                                              \
+    for (; i + 4 <= n; i += 4)                                                 \
+        for (int k = 0; k < 4; k++)                                            \
+            s[k] += (double)x[i + k] * y[i + k];                               \
+    for (; i < n; i++)                                                         \
+        s[0] += (double)x[i] * y[i];                                           \
+    return (s[0] + s[1]) + (s[2] + s[3]);                                      \
+}
+
+FBP_DOT_SCALAR(double, d)
+FBP_DOT_SCALAR(float, s)
+FBP_GRAM_SQUARES(double, d, _scalar, , fbp_ddot_scalar)
+FBP_GRAM_SQUARES(float, s, _scalar, , fbp_sdot_scalar)
 
 #if FBP_X86
 
@@ -130,6 +169,34 @@ static double fbp_##S##gradient_squares(const T *g, const T *w, size_t n,      \
 FBP_GRADIENT_SQUARES(double, d)
 FBP_GRADIENT_SQUARES(float, s)
 
+/* x . y in double, 16 values a step into 4 accumulators (FMA latency) */
+#define FBP_DOT(T, S)                                                          \
+__attribute__((target("avx2,fma")))                                            \
+static inline double fbp_##S##dot(const T *x, const T *y, size_t n)           \
+{                                                                              \
+    __m256d s[4], x0, x1, y0, y1;                                              \
+    size_t i = 0;                                                              \
+    for (int k = 0; k < 4; k++)                                                \
+        s[k] = _mm256_setzero_pd();                                            \
+    for (; i + 16 <= n; i += 16)                                               \
+        for (int k = 0; k < 4; k += 2) {                                       \
+            fbp_##S##load8(x + i + 4 * k, &x0, &x1);                           \
+            fbp_##S##load8(y + i + 4 * k, &y0, &y1);                           \
+            s[k] = _mm256_fmadd_pd(x0, y0, s[k]);                              \
+            s[k + 1] = _mm256_fmadd_pd(x1, y1, s[k + 1]);                      \
+        }                                                                      \
+    double total = fbp_hsum_pd(_mm256_add_pd(_mm256_add_pd(s[0], s[1]),        \
+                                             _mm256_add_pd(s[2], s[3])));      \
+    for (; i < n; i++)                                                         \
+        total += (double)x[i] * y[i];                                          \
+    return total;                                                              \
+}
+
+FBP_DOT(double, d)
+FBP_DOT(float, s)
+FBP_GRAM_SQUARES(double, d, , __attribute__((target("avx2,fma"))), fbp_ddot)
+FBP_GRAM_SQUARES(float, s, , __attribute__((target("avx2,fma"))), fbp_sdot)
+
 /* 1 when all n values are finite. x * 0 is 0 for finite x and NaN for NaN or
    infinity; NaN survives the additions. One pass, memory bound, checked
    every 64 KiB so that a NaN early in a large array ends it early. */
@@ -169,6 +236,8 @@ static void fbp_dnorms(const double *w, size_t n, double *squares, double *absol
 { for (size_t i = 0; i < n; i++) { *squares += w[i] * w[i]; *absolutes += fabs(w[i]); } }
 static void fbp_snorms(const float *w, size_t n, double *squares, double *absolutes)
 { for (size_t i = 0; i < n; i++) { *squares += (double)w[i] * w[i]; *absolutes += fabs((double)w[i]); } }
+#define fbp_dgram_squares fbp_dgram_squares_scalar
+#define fbp_sgram_squares fbp_sgram_squares_scalar
 #define fbp_dgradient_squares fbp_dgradient_squares_scalar
 #define fbp_sgradient_squares fbp_sgradient_squares_scalar
 static int fbp_dall_finite(const double *x, size_t n)
