@@ -150,6 +150,17 @@ static double fbp_##S##gradient_squares(const T *g, const T *w, size_t n,      \
     size_t i = 0;                                                              \
     for (int k = 0; k < 4; k++)                                                \
         s[k] = _mm256_setzero_pd();                                            \
+    if (l1 == 0) {  /* the common case: no sign(w) to form */                \
+        for (; i + 16 <= n; i += 16)                                           \
+            for (int k = 0; k < 4; k += 2) {                                   \
+                fbp_##S##load8(g + i + 4 * k, &gx, &gy);                       \
+                fbp_##S##load8(w + i + 4 * k, &wx, &wy);                       \
+                p = _mm256_fmadd_pd(vl2, wx, gx);                              \
+                q = _mm256_fmadd_pd(vl2, wy, gy);                              \
+                s[k] = _mm256_fmadd_pd(p, p, s[k]);                            \
+                s[k + 1] = _mm256_fmadd_pd(q, q, s[k + 1]);                    \
+            }                                                                  \
+    }                                                                          \
     for (; i + 16 <= n; i += 16)                                               \
         for (int k = 0; k < 4; k += 2) {                                       \
             fbp_##S##load8(g + i + 4 * k, &gx, &gy);                           \
