@@ -9,6 +9,7 @@ import logging
 
 from . import callbacks, schedules
 from .callbacks import Callback, EarlyStopping, LambdaCallback
+from .diagnostics import LayerCheck, gradient_check
 from .model import Model
 from .network import Network
 from .schedules import (
@@ -57,6 +58,8 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "LambdaCallback",
+    "gradient_check",
+    "LayerCheck",
     "Constant",
     "StepDecay",
     "ExponentialDecay",

@@ -10,6 +10,11 @@ accuracy after every epoch.
 ``--learning-curve`` instead trains twice on a small training subset, without
 and with an L2 penalty, and prints train and test loss side by side: the gap
 between them is overfitting, and L2 narrows it.
+
+``--deep`` instead trains a deep sigmoid network and the same network with
+relu units for a few epochs and prints, layer by layer, the norm of dJ/dW^l
+(``fit(grad_norms=True)``): the sigmoid net's gradients shrink on the way
+down to its first layers (the vanishing gradient), the relu net's do not.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from .schedules import SCHEDULES
 # Learning rate when --learning-rate is not given: the adaptive rules take
 # steps of about eta per weight, so they want a much smaller eta than SGD.
 DEFAULT_LEARNING_RATES = {"sgd": 0.5, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01}
+
+# --deep: hidden layers of both networks, and epochs when --epochs is not given
+DEEP_HIDDEN = [30, 30, 30, 30]
+DEEP_EPOCHS = 3
 
 # Held out of the training set for --patience and --schedule plateau, which
 # must not look at the test set.
@@ -110,13 +119,25 @@ def build_parser():
                        help="print every K-th epoch (default: about 20 rows)")
     curve.add_argument("--plot", metavar="PATH",
                        help="also draw the curves into a PNG file (needs matplotlib)")
+    deep = parser.add_argument_group(
+        "deep networks",
+        "train a deep sigmoid and a deep relu network and compare their gradient norms "
+        "layer by layer",
+    )
+    deep.add_argument("--deep", action="store_true",
+                      help="print the gradient norms per layer instead of the usual run")
+    deep.add_argument("--deep-hidden", type=int, nargs="+", default=DEEP_HIDDEN,
+                      metavar="N", help="hidden layer sizes of both networks (default: "
+                                        + " ".join(map(str, DEEP_HIDDEN)) + ")")
     return parser
 
 
 def _check_arguments(parser, args):
     """Usage errors (exit status 2) for option combinations that make no sense."""
+    if args.deep and args.learning_curve:
+        parser.error("--deep does not go with --learning-curve")
     if args.epochs is None:
-        args.epochs = 200 if args.learning_curve else 30
+        args.epochs = 200 if args.learning_curve else DEEP_EPOCHS if args.deep else 30
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATES[args.optimizer]
     if args.epochs < 0:
@@ -131,6 +152,14 @@ def _check_arguments(parser, args):
             parser.error(f"--save {args.save}: the directory {directory} does not exist")
     if args.patience is not None and args.patience < 0:
         parser.error(f"--patience must be >= 0, got {args.patience}")
+    if args.deep:
+        if any(size < 1 for size in args.deep_hidden):
+            parser.error(f"--deep-hidden sizes must be >= 1, got {args.deep_hidden}")
+        for option, given in (("--patience", args.patience is not None),
+                              ("--save", args.save is not None),
+                              ("--schedule plateau", args.schedule == "plateau")):
+            if given:
+                parser.error(f"{option} does not go with --deep")
     if args.learning_curve:
         for option, given in (("--patience", args.patience is not None),
                               ("--save", args.save is not None),
@@ -148,10 +177,12 @@ def _check_arguments(parser, args):
                 parser.error(f"{option} needs --learning-curve")
 
 
-def _make_trainer(args, n_inputs, l2):
+def _make_trainer(args, n_inputs, l2, hidden=None, activation=None):
     """Network and Trainer from the command line, or SystemExit with the reason."""
+    hidden = args.hidden if hidden is None else hidden
+    activation = args.activation if activation is None else activation
     try:
-        net = Network([n_inputs, *args.hidden, 10], activation=args.activation,
+        net = Network([n_inputs, *hidden, 10], activation=activation,
                       output=args.output, dtype=args.dtype, seed=args.seed)
         trainer = Trainer(net, loss=args.loss, learning_rate=args.learning_rate,
                           batch_size=args.batch_size, l2=l2, momentum=args.momentum,
@@ -176,6 +207,8 @@ def main(argv=None):
     X_train, X_test, y_train, y_test = load_digits_split(args.test_size, args.seed, args.dtype)
     if args.learning_curve:
         return learning_curve(args, X_train, X_test, y_train, y_test)
+    if args.deep:
+        return deep_gradients(args, X_train, y_train)
     net, trainer = _make_trainer(args, X_train.shape[1], args.l2)
     print(f"{net}")
     print(f"{trainer}")
@@ -239,6 +272,51 @@ def main(argv=None):
         except OSError as exc:
             raise SystemExit(f"fastbp: could not save the network to {args.save}: {exc}") from None
         print(f"saved the network to {args.save}")
+    return 0
+
+
+# ------------------------------------------------------------------ deep networks
+
+
+def deep_norms(args, X_train, y_train, activation):
+    """Train the --deep network with `activation`.
+
+    Returns
+    -------
+    net : Network
+    trainer : Trainer
+    history : dict of list
+        The fit's history, ``grad_norms`` included.
+    """
+    net, trainer = _make_trainer(args, X_train.shape[1], args.l2, hidden=args.deep_hidden,
+                                 activation=activation)
+    return net, trainer, trainer.fit(X_train, y_train, epochs=args.epochs, grad_norms=True)
+
+
+def deep_gradients(args, X_train, y_train):
+    """--deep: per-layer gradient norms of a sigmoid and a relu network, side by side.
+
+    The norms are the last epoch's ||dJ/dW^l||_F, averaged over its batches.
+    """
+    runs = {}
+    for activation in ("sigmoid", "relu"):
+        _, trainer, history = deep_norms(args, X_train, y_train, activation)
+        runs[activation] = history
+        print(f"{trainer}")
+    print(f"digits: {len(X_train)} training samples; ||dJ/dW^l||_F averaged over the batches "
+          f"of epoch {args.epochs}")
+    if not args.epochs:
+        return 0
+    norms = {activation: history["grad_norms"][-1] for activation, history in runs.items()}
+    print(f"{'layer':>5} {'sizes':>9} {'sigmoid':>10} {'relu':>10}")
+    sizes = [X_train.shape[1], *args.deep_hidden, 10]
+    for l in range(len(sizes) - 1):
+        print(f"{l + 1:>5} {f'{sizes[l + 1]}x{sizes[l]}':>9} {norms['sigmoid'][l]:>10.3e} "
+              f"{norms['relu'][l]:>10.3e}")
+    for activation in ("sigmoid", "relu"):
+        values = norms[activation]
+        print(f"{activation}: first / last layer {values[0] / values[-1]:.3g}, "
+              f"final training loss {runs[activation]['loss'][-1]:.4f}")
     return 0
 
 

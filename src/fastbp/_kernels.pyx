@@ -24,7 +24,7 @@ The C helpers are in csrc/: fbp_cpu.h (CPU features, FTZ/DAZ), fbp_gemm.h
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, pow
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, pow, sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -77,6 +77,20 @@ cdef extern from "fbp_reductions.h" nogil:
     void fbp_snorms(const float* w, size_t n, double* squares, double* absolutes)
     int fbp_dall_finite(const double* x, size_t n)
     int fbp_sall_finite(const float* x, size_t n)
+    double fbp_dgradient_squares(const double* g, const double* w, size_t n,
+                                 double l2, double l1)
+    double fbp_sgradient_squares(const float* g, const float* w, size_t n,
+                                 double l2, double l1)
+    double fbp_dgram_squares(const double* D, const double* A, int m, int n_out, int n_in)
+    double fbp_sgram_squares(const float* D, const float* A, int m, int n_out, int n_in)
+    double fbp_dgram_squares_scalar(const double* D, const double* A, int m, int n_out,
+                                    int n_in)
+    double fbp_sgram_squares_scalar(const float* D, const float* A, int m, int n_out,
+                                    int n_in)
+    double fbp_dgradient_squares_scalar(const double* g, const double* w, size_t n,
+                                        double l2, double l1)
+    double fbp_sgradient_squares_scalar(const float* g, const float* w, size_t n,
+                                        double l2, double l1)
 
 cdef extern from "fbp_rules.h" nogil:
     # train_epoch's `rule` dict converts to this struct, key by field
@@ -447,6 +461,7 @@ cdef struct Buffers:
     void* x_rows                # the gathered rows of X and of Y
     void* y_rows
     void* column_sums           # sum over rows of delta^l
+    double* grad_norms          # sum over batches of ||dJ/dW^l||_F at l - 1, or NULL
 
 
 cdef void _layer_views(floating* vector, const Py_ssize_t* sizes, Py_ssize_t n_layers,
@@ -503,6 +518,7 @@ cdef int _bind(Buffers* buf, floating* params, floating* grads, floating* moment
     buf.y_rows = work + offset
     offset += capacity * sizes[n_layers]
     buf.column_sums = work + offset
+    buf.grad_norms = NULL
     return 0
 
 
@@ -571,6 +587,41 @@ cdef inline void _apply_rule(floating* w, const floating* g, floating* moment1,
             (fbp_dsgd_avx2 if _avx2_rules else fbp_dsgd)(w, g, moment1, size, rule, weights)
 
 
+cdef inline double _gradient_norm(const floating* g, const floating* w, Py_ssize_t size,
+                                  double l2, double l1) noexcept nogil:
+    """||g + l2 W + l1 sign(W)||_F in double: dJ/dW^l from its data term g."""
+    cdef double squares
+    if _have_avx2:
+        if floating is float:
+            squares = fbp_sgradient_squares(g, w, size, l2, l1)
+        else:
+            squares = fbp_dgradient_squares(g, w, size, l2, l1)
+    elif floating is float:
+        squares = fbp_sgradient_squares_scalar(g, w, size, l2, l1)
+    else:
+        squares = fbp_dgradient_squares_scalar(g, w, size, l2, l1)
+    return sqrt(squares)
+
+
+cdef inline double _gram_norm(const floating* delta, const floating* a, Py_ssize_t m,
+                              Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """||(1/m) delta^T A||_F in double, without the product."""
+    # ||delta^T A||_F^2 = sum_ij (a_i . a_j)(d_i . d_j): m(m+1)/2 (n_in + n_out)
+    # multiply-adds instead of m n_in n_out
+    cdef double squares
+    if _have_avx2:
+        if floating is float:
+            squares = fbp_sgram_squares(delta, a, <int> m, <int> n_out, <int> n_in)
+        else:
+            squares = fbp_dgram_squares(delta, a, <int> m, <int> n_out, <int> n_in)
+    elif floating is float:
+        squares = fbp_sgram_squares_scalar(delta, a, <int> m, <int> n_out, <int> n_in)
+    else:
+        squares = fbp_dgram_squares_scalar(delta, a, <int> m, <int> n_out, <int> n_in)
+    # rounding can leave a sum of ~0 slightly negative
+    return sqrt(squares) / m if squares > 0 else 0.0
+
+
 cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ssize_t m,
                         int mode, const fbp_rule* rule, const fbp_step* step) noexcept nogil:
     """Layer l's update from delta^l and A^{l-1} (or its gradient): every rule goes here."""
@@ -588,7 +639,23 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
     cdef floating rate = <floating> (rule.learning_rate / m)       # eta / m
     cdef floating eta_l2 = <floating> (rule.learning_rate * rule.l2)
     cdef floating mu = <floating> rule.momentum
+    cdef Py_ssize_t gram_weight = 1
+    if floating is float:
+        gram_weight = 2
     _column_sums(delta, m, n_out, column_sums)
+    if buf.grad_norms != NULL and mode != GRADIENT_THEN_RULE:
+        # the fused updates never form dJ/dW^l, and must not change for its
+        # norm: without L2, by the Gram identity when that is cheaper than
+        # the product; else an extra product (1/m) (delta^l)^T A^{l-1} into
+        # `grads`, before W^l changes. The Gram's dots run in double, on half
+        # the lanes of a float32 product: they count twice there (callgrind:
+        # the float32 medium workload's first layer, m = 64, lost by 30%)
+        if <floating> rule.l2 == 0 and (m + 1) * (n_in + n_out) * gram_weight < size:
+            buf.grad_norms[l - 1] += _gram_norm(delta, a, m, n_out, n_in)
+        else:
+            gw = (<floating**> buf.GW)[l]
+            _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / m), 0, gw, scratch)
+            buf.grad_norms[l - 1] += _gradient_norm(gw, w, size, <floating> rule.l2, 0)
     if mode == FUSED_SGD:
         # W^l <- (1 - eta l2) W^l - (eta/m) (delta^l)^T A^{l-1}: the decay is the GEMM's beta
         _outer_update(delta, a, m, n_out, n_in, -rate, 1 - eta_l2, w, scratch)
@@ -617,6 +684,10 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
         for j in range(n_out):
             gb[j] = column_sums[j] / m
         if mode == GRADIENT_THEN_RULE:
+            if buf.grad_norms != NULL:
+                # ||dJ/dW^l||_F at the W^l of the forward pass, penalties included
+                buf.grad_norms[l - 1] += _gradient_norm(gw, w, size, <floating> rule.l2,
+                                                        <floating> rule.l1)
             # subnormal moments flushed to zero: see fbp_flush_denormals
             csr = fbp_flush_denormals()
             _apply_rule(w, gw, (<floating**> buf.M1W)[l], (<floating**> buf.M2W)[l],
@@ -837,7 +908,8 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                 const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
                 floating[::1] work, double[::1] progress, rule,
-                long long step=0, bint check_signals=False, bint check_inputs=False):
+                long long step=0, bint check_signals=False, bint check_inputs=False,
+                grad_norms=None):
     """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
@@ -867,6 +939,13 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     the epoch stops before that batch's forward pass and NonFiniteInput is
     raised, with the parameters of the batches before it updated.
 
+    With grad_norms (one double per layer), each batch adds ||dJ/dW^l||_F
+    (penalties included, at the parameters before its update) to
+    grad_norms[l - 1]; grads must then have the layout of params whatever
+    the rule, since the fused SGD updates, which otherwise never form
+    dJ/dW^l, use it when the Gram identity does not apply (l2 != 0) or costs
+    more than the product. The updates are the same, bit for bit.
+
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update.
     """
@@ -884,6 +963,9 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     cdef Buffers buf
     cdef floating* x
     cdef const floating* y
+    # typed here, not in the signature: a memoryview default would add a
+    # defaults object that every garbage collection then traverses
+    cdef double[::1] norms = grad_norms
 
     _check_network(n_params, sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
@@ -906,6 +988,11 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
         raise ValueError("progress needs 3 entries")
     if mode == GRADIENT_THEN_RULE and grads.shape[0] != n_params:
         raise ValueError("grads must have the layout of params")
+    if norms is not None:
+        if norms.shape[0] != n_layers:
+            raise ValueError("grad_norms needs one entry per layer")
+        if grads.shape[0] != n_params:
+            raise ValueError("grads must have the layout of params when grad_norms is given")
     if ((r.kind == ADAM or (r.kind == SGD and r.momentum != 0))
             and moment1.shape[0] != n_params):
         raise ValueError("moment1 must have the layout of params")
@@ -918,6 +1005,8 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
 
     _bind(&buf, &params[0], _data_or_null(grads), _data_or_null(moment1),
           _data_or_null(moment2), &work[0], sizes, activations, loss, batch_size)
+    if norms is not None:
+        buf.grad_norms = &norms[0]
     try:
         with nogil:
             start = 0
