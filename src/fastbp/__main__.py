@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from . import EarlyStopping, LambdaCallback, Network, Trainer
+from . import Callback, EarlyStopping, LambdaCallback, Network, Trainer
 from ._contract import DTYPES, HIDDEN_ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
 from .cli import COMMANDS
 from .schedules import SCHEDULES
@@ -217,7 +217,9 @@ def main(argv=None):
     # --patience and --schedule plateau watch val_loss: on a split of the
     # training data then, with the test metrics taken by a callback
     watching = args.patience is not None or args.schedule == "plateau"
-    callbacks, test_metrics, stopper = [], {"loss": [], "accuracy": []}, None
+    callbacks: list[Callback] = []
+    test_metrics: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    stopper: EarlyStopping | None = None
     if watching:
         def on_epoch_end(trainer, epoch, history):
             for key, value in trainer.evaluate(X_test, y_test).items():

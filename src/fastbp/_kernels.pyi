@@ -61,6 +61,7 @@ def train_epoch(
     step: int = 0,
     check_signals: bool = False,
     check_inputs: bool = False,
+    grad_norms: NDArray[np.float64] | None = None,
 ) -> tuple[float, int]: ...
 def loss_and_gradients(
     params: NDArray[_F],

@@ -324,7 +324,7 @@ def _read_csv(path: str, target: str | None, want_target: bool,
             raise DataError(f"{path}: feature column {name!r} holds {cells[i].strip()!r} "
                             f"(row {i + 2}); features must be finite numbers")
     y = raw = None
-    if want_target:
+    if want_target and target is not None:
         k = columns[target]
         raw = [row[k].strip() for row in rows]
         for i, cell in enumerate(raw):

@@ -64,7 +64,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _print_error(message: str) -> None:
+def _target_of(table: Table) -> np.ndarray:
+    """The table's target column, which a table read with its target has."""
+    if table.y is None:
+        raise UsageError(f"{table.source} has no target column")
+    return table.y
+
+
+def _classes_of(model: Model) -> np.ndarray:
+    """A classifier's class labels."""
+    if model.classes is None:
+        raise UsageError("this model has no classes: it regresses")
+    return model.classes
+
+
+def _print_error(message: object) -> None:
     print(f"fastbp: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
@@ -340,12 +354,14 @@ def train_command(args: argparse.Namespace) -> int:
             raise UsageError("--curve needs matplotlib (pip install 'fastbp[plot]')") from None
 
     table = read_table(args.data, target=args.target)
-    X, y = table.X, table.y
+    X, y = table.X, _target_of(table)
     if table.n_samples < 2:
         raise UsageError(f"too few rows: {table.source} has {table.n_samples}; training "
                          f"needs at least 2")
     task = args.task or infer_task(y)
-    classes = target_mean = target_scale = None
+    classes: np.ndarray | None = None
+    target_mean: float | None = None
+    target_scale: float | None = None
     if task == "classify":
         classes, _ = encode_labels(y)
         if classes.size < 2:
@@ -358,14 +374,14 @@ def train_command(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot regress on the target column {table.target_name!r}: it "
                              f"is not numeric (use --task classify)")
         y = y.astype(np.float64)
-        target_mean, target_scale = fit_scaling(y.reshape(-1, 1))
-        target_mean, target_scale = float(target_mean[0]), float(target_scale[0])
+        mean, scale = fit_scaling(y.reshape(-1, 1))
+        target_mean, target_scale = float(mean[0]), float(scale[0])
         n_outputs, output = 1, "identity"
 
     # the split first, so that the scaling is fitted on the training rows only
     rng = np.random.default_rng(args.seed)
     if args.validation_split:
-        if task == "classify":
+        if classes is not None:
             index = np.searchsorted(classes, y)
             Y = np.eye(max(n_outputs, 2))[index][:, -n_outputs:]
         else:
@@ -471,7 +487,7 @@ def predict_command(args: argparse.Namespace) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if args.proba:
-        writer.writerow([_format_value(label) for label in model.classes])
+        writer.writerow([_format_value(label) for label in _classes_of(model)])
         for row in model.predict_proba(table.X):
             writer.writerow([f"{p:.6g}" for p in row])
     else:
@@ -497,9 +513,9 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def _true_values(model: Model, table: Table) -> np.ndarray:
-    y = table.y
+    y = _target_of(table)
     if table.raw_target is not None and model.task == "classify":
-        y = parse_labels(table.raw_target, like=model.classes)
+        y = parse_labels(table.raw_target, like=_classes_of(model))
     if model.task == "regress":
         if y.dtype.kind not in "iufb":
             raise UsageError(f"the target column {table.target_name!r} is not numeric, and "
@@ -563,7 +579,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"loss {scores['loss']:.4f} (cross-entropy)")
         correct = int(round(scores["accuracy"] * table.n_samples))
         print(f"accuracy {scores['accuracy']:.4f} ({correct} of {table.n_samples})")
-        _print_confusion(model.classes, confusion_matrix(model.classes, y, model.predict(table.X)),
+        classes = _classes_of(model)
+        _print_confusion(classes, confusion_matrix(classes, y, model.predict(table.X)),
                          sys.stdout)
     else:
         print(f"loss {scores['loss']:.4f} (mse on standardised targets)")
@@ -597,8 +614,9 @@ def info_command(args: argparse.Namespace) -> int:
           f"output{'s' if network.layer_sizes[-1] > 1 else ''}; "
           f"dtype {np.dtype(network.dtype).name}")
     if model.task == "classify":
-        labels = ", ".join(_format_value(label) for label in model.classes)
-        print(f"task: classify, {model.classes.size} classes: {labels}")
+        classes = _classes_of(model)
+        labels = ", ".join(_format_value(label) for label in classes)
+        print(f"task: classify, {classes.size} classes: {labels}")
     else:
         print("task: regress")
     if model.feature_names is not None:
@@ -610,7 +628,7 @@ def info_command(args: argparse.Namespace) -> int:
         print(f"features: {model.n_features}, unnamed")
     scaling = ("inputs standardised with the training rows' mean and scale"
                if model.feature_mean is not None else "inputs used as given")
-    if model.target_mean is not None:
+    if model.target_mean is not None and model.target_scale is not None:
         scaling += (f"; targets standardised (mean {float(np.mean(model.target_mean)):.6g}, "
                     f"scale {float(np.mean(model.target_scale)):.6g})")
     print(f"preprocessing: {scaling}")

@@ -33,7 +33,9 @@ __all__ = ["plot_learning_curves", "plot_gradient_norms", "plot_benchmark"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 _DPI = 100
-_BASELINE = "baseline"
+# The implementation the speed-ups are over: the report's fast NumPy baseline
+# ("numpy"); reports written before it existed call their baseline "baseline"
+_BASELINES = ("numpy", "baseline")
 # colours of the implementations in the benchmark chart; float32 a lighter shade
 _IMPLEMENTATION_COLORS = {
     "fastbp": ("#1f77b4", "#8fbbd9"),
@@ -321,17 +323,20 @@ def _speedups(rows):
         for name, order in zip(key, (workloads, dtypes, implementations)):
             if name not in order:
                 order.append(name)
+    present = {implementation for _, _, implementation in seconds}
+    baseline = next((name for name in _BASELINES if name in present), _BASELINES[0])
     speedups = {}
     for (workload, dtype, implementation), value in seconds.items():
-        if implementation == _BASELINE:
+        if implementation == baseline:
             continue
-        base = seconds.get((workload, dtype, _BASELINE))
+        base = seconds.get((workload, dtype, baseline))
         if base is None or not value > 0 or not math.isfinite(base):
             continue
         speedups[workload, dtype, implementation] = base / value
-    others = [name for name in implementations if name != _BASELINE]
-    # fastbp first, the roof (a bound, not a rival) last
-    others.sort(key=lambda name: (name != "fastbp", name == "roof"))
+    # the roof is a bound, not a rival, and its "speed-up" would flatten every
+    # bar beside it: the report's table has it (as % of roof), the chart not
+    others = [name for name in implementations if name not in (baseline, "roof")]
+    others.sort(key=lambda name: name != "fastbp")      # fastbp first
     return speedups, workloads, dtypes, others
 
 
@@ -341,9 +346,10 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
 
     One group of bars per workload (in the report's order); in each group one
     bar per implementation and dtype: fastbp, then the other implementations
-    (PyTorch when it ran), then the roof (the time of the epoch's GEMMs alone
-    through BLAS, a bound rather than a rival; hatched), float64 in the darker
-    and float32 in the lighter shade of the implementation's colour. Each
+    (the oracle, PyTorch, JAX, scikit-learn: those that ran), float64 in the
+    darker and float32 in the lighter shade of the implementation's colour.
+    The roof rows are left out: a bound, not a rival (the report's table
+    gives each time as a fraction of it). Each
     bar's height is the baseline's median seconds per epoch divided by the
     implementation's, for the same workload and dtype, printed above the bar;
     a horizontal line marks 1x (as fast as the baseline).
@@ -354,7 +360,8 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
         The report as ``python -m bench.report`` writes it
         (``bench/results/latest.json``), parsed or as the path of the JSON
         file. Its ``"epochs"`` list is read: rows with ``"workload"``,
-        ``"dtype"``, ``"implementation"`` (the baseline's is ``"baseline"``)
+        ``"dtype"``, ``"implementation"`` (the fast baseline's is ``"numpy"``;
+        older reports call theirs ``"baseline"``)
         and ``"seconds"``. ``"settings"`` and ``"machine"``, when present,
         go into the subtitle.
     path : str or os.PathLike
@@ -388,7 +395,7 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
     speedups, workloads, dtypes, implementations = _speedups(rows)
     if not speedups:
         raise ValueError("the report has no implementation timed beside the baseline "
-                         "('baseline' rows) of the same workload and dtype: no speed-up "
+                         "('numpy' rows) of the same workload and dtype: no speed-up "
                          "to plot")
     Figure, Canvas = _matplotlib()
 
@@ -405,7 +412,7 @@ def plot_benchmark(report: Mapping[str, Any] | PathLike, path: PathLike,
     extra = iter(_OTHER_COLORS * 4)
     for implementation in implementations:
         colors[implementation] = _IMPLEMENTATION_COLORS.get(implementation) or next(extra)
-    top = max(speedups.values())
+    top = max(value for (_, _, name), value in speedups.items() if name in implementations)
     label_size = 8 if n_bars <= 6 else 7
     for position, (implementation, dtype) in enumerate(bars):
         shades = colors[implementation]

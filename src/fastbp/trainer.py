@@ -39,7 +39,7 @@ from ._data import (
     held_out_split,
     non_finite_message,
 )
-from ._optimizers import make_optimizer
+from ._optimizers import Optimizer, make_optimizer
 from ._parameters import layer_views
 from .callbacks import check_callbacks
 from .network import Network
@@ -227,7 +227,7 @@ class Trainer:
         self._validate_params()
         self._guard = UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
-        self._optimizer = None      # the update rule's object, with its state
+        self._optimizer: Optimizer | None = None    # the update rule's object, with its state
         self._optimizer_settings = None     # the settings it was last configured with
         empty = np.empty(0, dtype=network.dtype)
         self._gradients = empty     # gradient scratch of the rules that need one
@@ -519,8 +519,9 @@ class Trainer:
                 raise ValueError("give validation_data or validation_split, not both")
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, Y_val)")
+            X_val, Y_val = validation_data
             validation = self._check_data(
-                *validation_data, names=("validation_data[0]", "validation_data[1]")
+                X_val, Y_val, names=("validation_data[0]", "validation_data[1]")
             )
         validating = validation_data is not None or bool(validation_split)
         val_is_labels = validation[2] if validation is not None else is_labels
@@ -529,7 +530,7 @@ class Trainer:
         if validating:
             keys += ["val_loss"] + (["val_accuracy"] if val_is_labels else [])
         keys += (["grad_norms"] if grad_norms else []) + ["learning_rate", "epoch_seconds"]
-        history = {key: [] for key in keys}
+        history: dict[str, list] = {key: [] for key in keys}
         for watcher in [self.schedule, *callbacks]:
             monitor = getattr(watcher, "monitor", None)
             if monitor is not None and monitor not in history:
@@ -575,7 +576,8 @@ class Trainer:
                 started = time.perf_counter()
                 rate = self.current_learning_rate
                 where = f"epoch {self.epoch + 1}"
-                order = self._rng.permutation(n_samples) if self.shuffle else no_order
+                order: np.ndarray | None = (self._rng.permutation(n_samples) if self.shuffle
+                                            else no_order)
                 kept = self._epoch(X, Y, order, rate, where, validation, check_inputs,
                                    grad_norms)
                 check_inputs = False        # the first epoch has read every row
@@ -674,6 +676,7 @@ class Trainer:
         # a batch never holds more rows than the data (nor the work more room)
         batch_size = min(int(batch_size), max(X.shape[0], 1))
         optimizer = self._optimizer
+        assert optimizer is not None, "_run_epoch runs inside _rollback, which readies it"
         rule = optimizer.rule(learning_rate, self.l2, self.l1)
         moment1, moment2 = optimizer.moments()
         counts = np.zeros(3)    # batches done, sum of m_B J_B, correct predictions
