@@ -5,7 +5,11 @@ a whole epoch per GIL-free call) are Cython kernels; `Network` and `Trainer`
 are a thin Python layer that validates input and keeps state.
 """
 
+from __future__ import annotations
+
 import logging
+import os
+from typing import Any
 
 from . import callbacks, schedules
 from .callbacks import Callback, EarlyStopping, LambdaCallback
@@ -22,7 +26,9 @@ from .schedules import (
 from .trainer import DivergenceError, Trainer
 
 
-def export_onnx(source, path, *, opset=17, sigmoid_operator=False):
+def export_onnx(source: Network | Model | str | os.PathLike[str],
+                path: str | os.PathLike[str], *, opset: int = 17,
+                sigmoid_operator: bool = False) -> Any:
     """Write an ONNX graph of a Network, a Model or a model file (needs ``fastbp[onnx]``).
 
     A thin wrapper that imports onnx only when called; the full

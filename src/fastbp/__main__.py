@@ -20,6 +20,8 @@ down to its first layers (the vanishing gradient), the relu net's do not.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import Any
 import os
 import sys
 import time
@@ -44,7 +46,8 @@ DEEP_EPOCHS = 3
 VALIDATION_SPLIT = 0.1
 
 
-def load_digits_split(test_size=0.25, seed=0, dtype="float64"):
+def load_digits_split(test_size: float = 0.25, seed: int = 0,
+                      dtype: str = "float64") -> list[np.ndarray]:
     """Digits scaled to [0, 1], split into a stratified train and test set.
 
     Returns
@@ -67,7 +70,7 @@ def load_digits_split(test_size=0.25, seed=0, dtype="float64"):
                             stratify=digits.target)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastbp",
         description="Train a fully connected network on scikit-learn's handwritten digits.",
@@ -193,7 +196,7 @@ def _make_trainer(args, n_inputs, l2, hidden=None, activation=None):
     return net, trainer
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in COMMANDS:        # fastbp train ..., predict, evaluate, ...
         from .cli import main as command_main
@@ -280,7 +283,8 @@ def main(argv=None):
 # ------------------------------------------------------------------ deep networks
 
 
-def deep_norms(args, X_train, y_train, activation):
+def deep_norms(args: argparse.Namespace, X_train: np.ndarray, y_train: np.ndarray,
+               activation: str) -> tuple[Network, Trainer, dict[str, list[Any]]]:
     """Train the --deep network with `activation`.
 
     Returns
@@ -295,7 +299,8 @@ def deep_norms(args, X_train, y_train, activation):
     return net, trainer, trainer.fit(X_train, y_train, epochs=args.epochs, grad_norms=True)
 
 
-def deep_gradients(args, X_train, y_train):
+def deep_gradients(args: argparse.Namespace, X_train: np.ndarray,
+                   y_train: np.ndarray) -> int:
     """--deep: per-layer gradient norms of a sigmoid and a relu network, side by side.
 
     The norms are the last epoch's ||dJ/dW^l||_F, averaged over its batches.
@@ -345,7 +350,8 @@ def _curve(args, l2, X_train, y_train, X_test, y_test):
     return net, trainer, rows
 
 
-def learning_curve(args, X_train, X_test, y_train, y_test):
+def learning_curve(args: argparse.Namespace, X_train: np.ndarray, X_test: np.ndarray,
+                   y_train: np.ndarray, y_test: np.ndarray) -> int:
     from sklearn.model_selection import train_test_split
 
     if args.train_size >= len(X_train):

@@ -14,7 +14,8 @@ import logging
 import sys
 import time
 import warnings
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -44,6 +45,11 @@ from ._parameters import layer_views
 from .callbacks import check_callbacks
 from .network import Network
 from .schedules import Constant, Schedule, make_schedule
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ._typing import FloatArray, PathLike
 
 __all__ = ["Trainer", "DivergenceError"]
 
@@ -199,10 +205,13 @@ class Trainer:
 
     _parameter_constraints = TRAINER_CONSTRAINTS
 
-    def __init__(self, network, loss="mse", learning_rate=3.0, batch_size=10, l2=0.0,
-                 optimizer="sgd", momentum=0.0, shuffle=True, seed=None, *, l1=0.0,
-                 nesterov=False, weight_decay=None, rho=0.9, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8, on_divergence="raise", schedule=None):
+    def __init__(self, network: Network, loss: str = "mse", learning_rate: float = 3.0,
+                 batch_size: int = 10, l2: float = 0.0, optimizer: str = "sgd",
+                 momentum: float = 0.0, shuffle: bool = True, seed: int | None = None, *,
+                 l1: float = 0.0, nesterov: bool = False, weight_decay: float | None = None,
+                 rho: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-8, on_divergence: str = "raise",
+                 schedule: str | Schedule | None = None) -> None:
         if not isinstance(network, Network):
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         self.network = network
@@ -223,19 +232,21 @@ class Trainer:
         self.epsilon = epsilon
         self.schedule = make_schedule(schedule)
         self.on_divergence = on_divergence
-        self._valid_settings = None
+        self._valid_settings: tuple[object, ...] | None = None
         self._validate_params()
         self._guard = UsageGuard("Trainer")
         self._rng = np.random.default_rng(self.seed)
         self._optimizer: Optimizer | None = None    # the update rule's object, with its state
-        self._optimizer_settings = None     # the settings it was last configured with
+        # the settings it was last configured with
+        self._optimizer_settings: tuple[Any, ...] | None = None
         empty = np.empty(0, dtype=network.dtype)
         self._gradients = empty     # gradient scratch of the rules that need one
         self._work = empty          # the kernels' work vector
-        self.history = {}
+        self.history: dict[str, list[float]] = {}
         self.epoch = 0
         self.stop_training = False
-        self.feature_names_in_ = None   # the column names of the first frame fitted on
+        # the column names of the first frame fitted on
+        self.feature_names_in_: list[str] | None = None
 
     # ------------------------------------------------------------- checks
 
@@ -344,10 +355,11 @@ class Trainer:
     # ------------------------------------------------------------------ API
 
     @property
-    def current_learning_rate(self):
+    def current_learning_rate(self) -> float:
         return float(self.schedule.rate(self.epoch, float(self.learning_rate)))
 
-    def loss_and_gradients(self, X, Y):
+    def loss_and_gradients(self, X: ArrayLike,
+                           Y: ArrayLike) -> tuple[float, list[FloatArray], list[FloatArray]]:
         """The objective J and its gradients on one batch, without an update.
 
         Parameters
@@ -365,18 +377,18 @@ class Trainer:
             dJ/db^l.
         """
         self._validate_params()
-        X, Y, _ = self._check_data(X, Y)
+        inputs, targets, _ = self._check_data(X, Y)
         net = self.network
         grads = np.empty_like(net._params)
         with self._guard.writing("loss_and_gradients"), net._guard.reading("loss_and_gradients"):
             loss, _ = _kernels.loss_and_gradients(
-                net._params, grads, net._sizes, net._codes, self._loss_code, X, Y,
-                self._workspace(X.shape[0]), float(self.l2), float(self.l1),
+                net._params, grads, net._sizes, net._codes, self._loss_code, inputs, targets,
+                self._workspace(inputs.shape[0]), float(self.l2), float(self.l1),
             )
         grad_weights, grad_biases = layer_views(grads, net._sizes)
         return float(loss), grad_weights, grad_biases
 
-    def step(self, X, Y):
+    def step(self, X: ArrayLike, Y: ArrayLike) -> float:
         """One update from one mini-batch (all of X and Y).
 
         Parameters
@@ -399,19 +411,20 @@ class Trainer:
             (after restoring them), unless ``on_divergence='warn'``.
         """
         self._validate_params()
-        X, Y, _ = self._check_data(X, Y)
+        inputs, targets, _ = self._check_data(X, Y)
         with self._guard.writing("step"), self.network._guard.writing("step"):
             rate = self.current_learning_rate
             with self._rollback() as rollback:
-                outcome = self._run_epoch(X, Y, np.empty(0, dtype=np.intp), X.shape[0], rate,
+                outcome = self._run_epoch(inputs, targets, np.empty(0, dtype=np.intp),
+                                          inputs.shape[0], rate,
                                           "this step")
             if not outcome.finite:
                 rollback.undo()
-                self._diverged("this step", rate, stacklevel=3, X=X, Y=Y)
+                self._diverged("this step", rate, stacklevel=3, X=inputs, Y=targets)
                 return float("nan")
-        return outcome.total / X.shape[0]
+        return outcome.total / inputs.shape[0]
 
-    def evaluate(self, X, Y):
+    def evaluate(self, X: ArrayLike, Y: ArrayLike) -> dict[str, float]:
         """Objective and accuracy on a data set, without any update.
 
         Parameters
@@ -426,9 +439,9 @@ class Trainer:
             class labels or one-hot rows, ``accuracy``.
         """
         self._validate_params()
-        X, Y, is_labels = self._check_data(X, Y)
+        inputs, targets, is_labels = self._check_data(X, Y)
         with self._guard.reading("evaluate"), self.network._guard.reading("evaluate"):
-            return self._evaluate(X, Y, is_labels)
+            return self._evaluate(inputs, targets, is_labels)
 
     def _evaluate(self, X, Y, is_labels):
         _, cost, n_correct = self.network._forward(X, Y, self._loss_code)
@@ -437,8 +450,10 @@ class Trainer:
             metrics["accuracy"] = n_correct / X.shape[0]
         return metrics
 
-    def fit(self, X, Y, epochs=30, validation_data=None, verbose=0, *,
-            validation_split=0.0, callbacks=None, grad_norms=False):
+    def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 30,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None, verbose: int = 0, *,
+            validation_split: float = 0.0, callbacks: Sequence[Any] | None = None,
+            grad_norms: bool = False) -> dict[str, list[Any]]:
         """Train for `epochs` epochs of mini-batch gradient descent.
 
         Calling `fit` again continues where the last call stopped: the
@@ -512,7 +527,7 @@ class Trainer:
         # over X; the fit is then undone (below) and refused like any other
         deferred = int(epochs) > 0
         columns = column_names(X)
-        X, Y, is_labels = self._check_data(X, Y, check_finite=not deferred)
+        inputs, targets, is_labels = self._check_data(X, Y, check_finite=not deferred)
         validation = None
         if validation_data is not None:
             if validation_split:
@@ -543,9 +558,9 @@ class Trainer:
             rng_before = self._rng
             rng = copy.deepcopy(rng_before)
             if validation_split:
-                train, held_out = held_out_split(Y, is_labels, float(validation_split), rng)
-                validation = (X[held_out], Y[held_out], is_labels)
-                X, Y = X[train], Y[train]
+                train, held_out = held_out_split(targets, is_labels, float(validation_split), rng)
+                validation = (inputs[held_out], targets[held_out], is_labels)
+                inputs, targets = inputs[train], targets[train]
                 if deferred and not all_finite(validation[0]):     # the kernel reads X only
                     raise ValueError(non_finite_message("X", self.network.dtype))
             self._rng = rng
@@ -553,7 +568,8 @@ class Trainer:
             if columns is not None and names_before is None:
                 self.feature_names_in_ = columns
             try:
-                self._fit_loop(X, Y, is_labels, validation, int(epochs), verbose, callbacks,
+                self._fit_loop(inputs, targets, is_labels, validation, int(epochs), verbose,
+                               callbacks,
                                history, check_inputs=deferred, grad_norms=bool(grad_norms))
             except _kernels.NonFiniteInput:
                 # the rollback has put back the parameters and optimizer state
@@ -609,8 +625,10 @@ class Trainer:
             if hasattr(callback, "on_fit_end"):
                 callback.on_fit_end(self, history)
 
-    def partial_fit(self, X, Y, validation_data=None, verbose=0, *, callbacks=None,
-                    grad_norms=False):
+    def partial_fit(self, X: ArrayLike, Y: ArrayLike,
+                    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+                    verbose: int = 0, *, callbacks: Sequence[Any] | None = None,
+                    grad_norms: bool = False) -> dict[str, list[Any]]:
         """One more epoch over (X, Y): ``fit(X, Y, epochs=1, ...)``.
 
         The optimizer state, schedule and epoch count carry on, so repeated
@@ -766,7 +784,7 @@ class Trainer:
 
     # --------------------------------------------------------- checkpoints
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments, bar the network and schedule.
 
         Returns
@@ -779,7 +797,7 @@ class Trainer:
                 for name in signature_defaults(Trainer.__init__, skip=("self", "network",
                                                                         "schedule"))}
 
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path: PathLike) -> None:
         """Write everything needed to resume training bit for bit.
 
         The .npz file (read with allow_pickle=False; format in fastbp._io)
@@ -798,7 +816,7 @@ class Trainer:
             _io.save_checkpoint(self, path)
 
     @classmethod
-    def load_checkpoint(cls, path):
+    def load_checkpoint(cls, path: PathLike) -> Trainer:
         """A Trainer (with its Network) restored from `save_checkpoint`'s file.
 
         Parameters
@@ -830,7 +848,7 @@ class Trainer:
         self.__dict__.update(state)
         self._guard = UsageGuard("Trainer")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [f"network={self.network!r}"]
         for name, (default, keyword_only) in signature_defaults(
                 Trainer.__init__, skip=("self", "network")).items():
