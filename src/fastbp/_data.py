@@ -23,6 +23,7 @@ __all__ = [
     "column_names",
     "check_dtype",
     "check_inputs",
+    "check_sample_weight",
     "check_targets",
     "held_out_split",
     "non_finite_message",
@@ -200,6 +201,53 @@ def check_targets(Y: ArrayLike, n_samples: int, n_outputs: int, dtype: DTypeLike
     else:
         is_labels = _kernels.one_hot_rows(targets)
     return targets, is_labels
+
+
+def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: DTypeLike,
+                        name: str = "sample_weight") -> FloatArray | None:
+    """Per-sample weights as the kernels take them, or None for None.
+
+    The rules of scikit-learn's ``_check_sample_weight`` (with
+    ``ensure_non_negative=True``): a 1-D array of real numbers, one per
+    sample, finite, non-negative and not all zero. A scalar is not accepted
+    (it would only rescale nothing: weights are normalised by their sum).
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,) or None
+        The weights w_i.
+    n_samples : int
+        The number of samples they must match.
+    dtype : np.float32 or np.float64
+        The network's dtype, which the returned array has.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    sample_weight : ndarray of shape (n_samples,) or None
+        C-contiguous, of `dtype`; None when `sample_weight` is None.
+    """
+    if sample_weight is None:
+        return None
+    weights = _as_real_array(sample_weight, name)
+    if weights.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of one weight per sample, got "
+                         f"{weights.ndim} dimensions (shape {weights.shape})")
+    if weights.shape[0] != n_samples:
+        raise ValueError(f"{name} has {weights.shape[0]} weights for {n_samples} samples: "
+                         f"give one weight per sample")
+    with np.errstate(over="ignore", invalid="ignore"):   # refused just below
+        weights = np.ascontiguousarray(weights, dtype=dtype)
+    if not all_finite(weights):
+        raise ValueError(f"{name} holds NaN or infinity (in {np.dtype(dtype).name}): "
+                         f"weights must be finite")
+    if n_samples and float(weights.min()) < 0:
+        raise ValueError(f"{name} holds negative weights (down to "
+                         f"{float(weights.min()):g}): weights must be >= 0")
+    if n_samples and not float(weights.max()) > 0:
+        raise ValueError(f"{name} is all zeros: at least one sample needs a positive weight")
+    return weights
 
 
 def held_out_split(Y: NDArray[Any], is_labels: bool, fraction: float,

@@ -62,7 +62,8 @@ def train_epoch(
     check_signals: bool = False,
     check_inputs: bool = False,
     grad_norms: NDArray[np.float64] | None = None,
-) -> tuple[float, int]: ...
+    sample_weight: NDArray[_F] | None = None,
+) -> tuple[float, float]: ...
 def loss_and_gradients(
     params: NDArray[_F],
     grads: NDArray[_F],
@@ -74,7 +75,8 @@ def loss_and_gradients(
     work: NDArray[_F],
     l2: float,
     l1: float = 0.0,
-) -> tuple[float, int]: ...
+    sample_weight: NDArray[_F] | None = None,
+) -> tuple[float, float]: ...
 def forward(
     params: NDArray[_F],
     sizes: _Sizes,
@@ -86,4 +88,5 @@ def forward(
     work: NDArray[_F],
     capacity: int,
     check_signals: bool = False,
-) -> tuple[float, int]: ...
+    sample_weight: NDArray[_F] | None = None,
+) -> tuple[float, float]: ...

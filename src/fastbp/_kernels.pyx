@@ -462,6 +462,8 @@ cdef struct Buffers:
     void* y_rows
     void* column_sums           # sum over rows of delta^l
     double* grad_norms          # sum over batches of ||dJ/dW^l||_F at l - 1, or NULL
+    void* weight_rows           # the gathered sample weights of a batch, or NULL
+    double denominator          # the batch's normaliser: m, or sum_i w_i with weights
 
 
 cdef void _layer_views(floating* vector, const Py_ssize_t* sizes, Py_ssize_t n_layers,
@@ -519,6 +521,8 @@ cdef int _bind(Buffers* buf, floating* params, floating* grads, floating* moment
     offset += capacity * sizes[n_layers]
     buf.column_sums = work + offset
     buf.grad_norms = NULL
+    buf.weight_rows = NULL
+    buf.denominator = 0
     return 0
 
 
@@ -528,10 +532,18 @@ cdef inline void _unbind(Buffers* buf) noexcept:
 
 # ---------------------------------------------------------------- whole network
 
-cdef double _forward(Buffers* buf, floating* x, const floating* y, Py_ssize_t m,
-                     Py_ssize_t* n_correct) noexcept nogil:
-    """A^1 .. A^L from A^0 = x (m rows); with targets y, also delta^L and sum_i C_i."""
-    cdef Py_ssize_t l, i, n_in, n_out, n_layers = buf.n_layers
+cdef double _forward(Buffers* buf, floating* x, const floating* y, const floating* sw,
+                     Py_ssize_t m, Py_ssize_t* n_correct,
+                     double* correct_weight) noexcept nogil:
+    """A^1 .. A^L from A^0 = x (m rows); with targets y, also delta^L and sum_i C_i.
+
+    With sample weights sw (NULL: none), the cost is sum_i w_i C_i, each row
+    of delta^L is scaled by its w_i, and correct_weight[0] gains the w_i of
+    each correct prediction (n_correct still counts them).
+    """
+    cdef Py_ssize_t l, i, j, n_in, n_out, n_layers = buf.n_layers, before
+    cdef double row_cost
+    cdef floating weight
     cdef floating** W = <floating**> buf.W
     cdef floating** B = <floating**> buf.B
     cdef floating** A = <floating**> buf.A
@@ -545,11 +557,25 @@ cdef double _forward(Buffers* buf, floating* x, const floating* y, Py_ssize_t m,
         _matmul_nt(A[l - 1], W[l], A[l], m, n_out, n_in)
         if l < n_layers or y == NULL:
             _bias_activation(A[l], B[l], m, n_out, buf.activations[l - 1])
-        else:
+        elif sw == NULL:
             for i in range(m):
                 cost += _output_row(A[l] + i * n_out, B[l], y + i * n_out,
                                     delta + i * n_out, n_out, buf.activations[l - 1],
                                     buf.loss, n_correct)
+        else:
+            for i in range(m):
+                before = n_correct[0]
+                row_cost = _output_row(A[l] + i * n_out, B[l], y + i * n_out,
+                                       delta + i * n_out, n_out, buf.activations[l - 1],
+                                       buf.loss, n_correct)
+                weight = sw[i]
+                # sum_i w_i C_i; delta^L_i <- w_i delta^L_i (scikit-learn's
+                # deltas[last] *= sample_weight)
+                cost += weight * row_cost
+                for j in range(n_out):
+                    delta[i * n_out + j] *= weight
+                if n_correct[0] != before:
+                    correct_weight[0] += weight
     return cost
 
 
@@ -604,8 +630,9 @@ cdef inline double _gradient_norm(const floating* g, const floating* w, Py_ssize
 
 
 cdef inline double _gram_norm(const floating* delta, const floating* a, Py_ssize_t m,
-                              Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """||(1/m) delta^T A||_F in double, without the product."""
+                              Py_ssize_t n_out, Py_ssize_t n_in,
+                              double denominator) noexcept nogil:
+    """||(1/denominator) delta^T A||_F in double, without the product."""
     # ||delta^T A||_F^2 = sum_ij (a_i . a_j)(d_i . d_j): m(m+1)/2 (n_in + n_out)
     # multiply-adds instead of m n_in n_out
     cdef double squares
@@ -619,12 +646,17 @@ cdef inline double _gram_norm(const floating* delta, const floating* a, Py_ssize
     else:
         squares = fbp_dgram_squares_scalar(delta, a, <int> m, <int> n_out, <int> n_in)
     # rounding can leave a sum of ~0 slightly negative
-    return sqrt(squares) / m if squares > 0 else 0.0
+    return sqrt(squares) / denominator if squares > 0 else 0.0
 
 
 cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ssize_t m,
                         int mode, const fbp_rule* rule, const fbp_step* step) noexcept nogil:
-    """Layer l's update from delta^l and A^{l-1} (or its gradient): every rule goes here."""
+    """Layer l's update from delta^l and A^{l-1} (or its gradient): every rule goes here.
+
+    The data terms are normalised by buf.denominator, written m below: the
+    batch's row count, or its sum of sample weights (whose delta^L rows carry
+    the weights already).
+    """
     cdef Py_ssize_t i, j, n_in = buf.sizes[l - 1], n_out = buf.sizes[l]
     cdef Py_ssize_t size = n_in * n_out
     cdef unsigned csr
@@ -636,7 +668,8 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
     cdef floating* v
     cdef floating* gw
     cdef floating* gb
-    cdef floating rate = <floating> (rule.learning_rate / m)       # eta / m
+    cdef double denominator = buf.denominator
+    cdef floating rate = <floating> (rule.learning_rate / denominator)     # eta / m
     cdef floating eta_l2 = <floating> (rule.learning_rate * rule.l2)
     cdef floating mu = <floating> rule.momentum
     cdef Py_ssize_t gram_weight = 1
@@ -651,10 +684,11 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
         # the lanes of a float32 product: they count twice there (callgrind:
         # the float32 medium workload's first layer, m = 64, lost by 30%)
         if <floating> rule.l2 == 0 and (m + 1) * (n_in + n_out) * gram_weight < size:
-            buf.grad_norms[l - 1] += _gram_norm(delta, a, m, n_out, n_in)
+            buf.grad_norms[l - 1] += _gram_norm(delta, a, m, n_out, n_in, denominator)
         else:
             gw = (<floating**> buf.GW)[l]
-            _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / m), 0, gw, scratch)
+            _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / denominator), 0, gw,
+                          scratch)
             buf.grad_norms[l - 1] += _gradient_norm(gw, w, size, <floating> rule.l2, 0)
     if mode == FUSED_SGD:
         # W^l <- (1 - eta l2) W^l - (eta/m) (delta^l)^T A^{l-1}: the decay is the GEMM's beta
@@ -680,9 +714,10 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
         # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} (+ penalties); dJ/db^l = (1/m) sum_rows delta^l
         gw = (<floating**> buf.GW)[l]
         gb = (<floating**> buf.GB)[l]
-        _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / m), 0, gw, scratch)
+        _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / denominator), 0, gw,
+                      scratch)
         for j in range(n_out):
-            gb[j] = column_sums[j] / m
+            gb[j] = column_sums[j] / <floating> denominator
         if mode == GRADIENT_THEN_RULE:
             if buf.grad_norms != NULL:
                 # ||dJ/dW^l||_F at the W^l of the forward pass, penalties included
@@ -730,12 +765,13 @@ cdef void _backward(Buffers* buf, floating* delta, Py_ssize_t m, int mode,
             spare = swap
 
 
-cdef double _batch(Buffers* buf, floating* x, const floating* y, Py_ssize_t m, int mode,
-                   const fbp_rule* rule, const fbp_step* step,
-                   Py_ssize_t* n_correct) noexcept nogil:
-    """One batch of m rows, A^0 = x against y: forward, delta^L, backward with
-    the update (or the gradient, by `mode`). Returns sum_i C_i before the update."""
-    cdef double cost = _forward(buf, x, y, m, n_correct)
+cdef double _batch(Buffers* buf, floating* x, const floating* y, const floating* sw,
+                   Py_ssize_t m, int mode, const fbp_rule* rule, const fbp_step* step,
+                   Py_ssize_t* n_correct, double* correct_weight) noexcept nogil:
+    """One batch of m rows, A^0 = x against y (weights sw, or NULL): forward,
+    delta^L, backward with the update (or the gradient, by `mode`), normalised
+    by buf.denominator. Returns sum_i w_i C_i before the update."""
+    cdef double cost = _forward(buf, x, y, sw, m, n_correct, correct_weight)
     _backward(buf, <floating*> buf.delta, m, mode, rule, step)
     return cost
 
@@ -909,7 +945,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
                 floating[::1] work, double[::1] progress, rule,
                 long long step=0, bint check_signals=False, bint check_inputs=False,
-                grad_norms=None):
+                grad_norms=None, sample_weight=None):
     """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
@@ -946,8 +982,15 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     dJ/dW^l, use it when the Gram identity does not apply (l2 != 0) or costs
     more than the product. The updates are the same, bit for bit.
 
+    With sample_weight (one non-negative weight per row of X, the dtype of
+    X), each batch's data term is sum_{i in B} w_i C_i / sum_{i in B} w_i and
+    its gradients are normalised the same way, the weights gathered with
+    the rows; m_B below is then the batch's weight sum W_B. A batch whose
+    weights sum to 0 is skipped: no update, not counted in progress[0].
+
     Returns (sum over batches of m_B * J_B, number of correct predictions),
-    each J_B measured at the parameters before that batch's update.
+    each J_B measured at the parameters before that batch's update; with
+    sample_weight, the second is the weight sum of the correct predictions.
     """
     cdef Py_ssize_t n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_samples = X.shape[0]
@@ -956,7 +999,8 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     cdef Py_ssize_t start, stop, m, i, n_correct = 0, batches = 0, check_every
     cdef Py_ssize_t bad_row
     cdef bint gather = order.shape[0] > 0, finite = True
-    cdef double total = 0, penalty
+    cdef double total = 0, penalty, correct_weight = 0, weight_sum
+    cdef const floating* sw = NULL
     cdef fbp_rule r = _as_rule(rule)
     cdef fbp_step corrections
     cdef int mode = _update_mode(&r)
@@ -966,9 +1010,13 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     # typed here, not in the signature: a memoryview default would add a
     # defaults object that every garbage collection then traverses
     cdef double[::1] norms = grad_norms
+    cdef const floating[::1] weights = sample_weight
+    cdef bint weighted = weights is not None
 
     _check_network(n_params, sizes, activations.shape[0])
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
+    if weighted and weights.shape[0] != X.shape[0]:
+        raise ValueError("sample_weight needs one weight per row of X")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     # a batch never holds more than the data: the work is sized for that
@@ -1007,6 +1055,11 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
           _data_or_null(moment2), &work[0], sizes, activations, loss, batch_size)
     if norms is not None:
         buf.grad_norms = &norms[0]
+    if weighted and gather:
+        buf.weight_rows = malloc(batch_size * sizeof(floating))
+        if buf.weight_rows == NULL:
+            _unbind(&buf)
+            raise MemoryError()
     try:
         with nogil:
             start = 0
@@ -1029,25 +1082,45 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                 if check_inputs and not _block_finite(x, m * n_in):
                     finite = False
                     break
+                if weighted:
+                    if gather:
+                        for i in range(m):
+                            (<floating*> buf.weight_rows)[i] = weights[order[start + i]]
+                        sw = <floating*> buf.weight_rows
+                    else:
+                        sw = &weights[start]
+                    weight_sum = 0
+                    for i in range(m):
+                        weight_sum += sw[i]
+                    if weight_sum == 0:
+                        # no data in this batch: J_B and its gradient are undefined
+                        start = stop
+                        continue
+                    buf.denominator = weight_sum
+                else:
+                    buf.denominator = <double> m
                 step += 1
                 if r.kind == ADAM:
                     corrections.correction1 = 1 / (1 - pow(r.beta1, <double> step))
                     corrections.correction2 = 1 / (1 - pow(r.beta2, <double> step))
                 penalty = _penalty(&params[0], &sizes[0], n_layers, r.l2, r.l1)
-                total += _batch(&buf, x, y, m, mode, &r, &corrections,
-                                &n_correct) + m * penalty
+                total += _batch(&buf, x, y, sw, m, mode, &r, &corrections,
+                                &n_correct, &correct_weight) + buf.denominator * penalty
                 start = stop
                 batches += 1
                 progress[0] = batches
                 progress[1] = total
-                progress[2] = n_correct
+                progress[2] = correct_weight if weighted else n_correct
                 if check_signals and batches % check_every == 0:
                     with gil:
                         PyErr_CheckSignals()
     finally:
+        free(buf.weight_rows)
         _unbind(&buf)
     if not finite:
         raise NonFiniteInput(f"X holds NaN or infinity in the batch of rows from {start}")
+    if weighted:
+        return total, correct_weight
     return total, n_correct
 
 
@@ -1055,13 +1128,18 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                        const Py_ssize_t[::1] sizes, const int[::1] activations,
                        int loss, const floating[:, ::1] X,
                        const floating[:, ::1] Y, floating[::1] work, double l2,
-                       double l1=0.0):
+                       double l1=0.0, sample_weight=None):
     """J on the batch (X, Y) and dJ/dW, dJ/db written into `grads`.
 
-    `work` must hold a batch of X.shape[0] rows. Returns (J, n_correct).
+    `work` must hold a batch of X.shape[0] rows. With sample_weight (one per
+    row, weights summing to W > 0), J = sum_i w_i C_i / W + penalties and the
+    gradients are normalised by W. Returns (J, n_correct), n_correct the
+    weight sum of the correct predictions with sample_weight.
     """
-    cdef Py_ssize_t m = X.shape[0], n_correct = 0
-    cdef double total
+    cdef Py_ssize_t m = X.shape[0], n_correct = 0, i
+    cdef double total, correct_weight = 0, weight_sum = 0
+    cdef const floating[::1] weights = sample_weight
+    cdef const floating* sw = NULL
     cdef fbp_rule r
     cdef Buffers buf
 
@@ -1072,37 +1150,54 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
     _check_work(work.shape[0], sizes, m)
     if grads.shape[0] != params.shape[0]:
         raise ValueError("grads must have the layout of params")
+    if weights is not None:
+        if weights.shape[0] != m:
+            raise ValueError("sample_weight needs one weight per row of X")
+        for i in range(m):
+            weight_sum += weights[i]
+        if not weight_sum > 0:
+            raise ValueError("sample_weight must not sum to 0")
+        sw = &weights[0]
+    else:
+        weight_sum = <double> m
 
     # only the penalties of a rule matter for the gradients
     r = fbp_rule(kind=SGD, learning_rate=0, l2=l2, l1=l1, weight_decay=0, momentum=0,
                  nesterov=False, rho=0, beta1=0, beta2=0, epsilon=0)
     _bind(&buf, <floating*> &params[0], &grads[0], NULL, NULL, &work[0], sizes,
           activations, loss, m)
+    buf.denominator = weight_sum
     try:
         with nogil:
-            total = _batch(&buf, <floating*> &X[0, 0], &Y[0, 0], m, GRADIENTS_ONLY,
-                           &r, NULL, &n_correct) / m
+            total = _batch(&buf, <floating*> &X[0, 0], &Y[0, 0], sw, m, GRADIENTS_ONLY,
+                           &r, NULL, &n_correct, &correct_weight) / weight_sum
             total += _penalty(&params[0], &sizes[0], sizes.shape[0] - 1, l2, l1)
     finally:
         _unbind(&buf)
+    if sw != NULL:
+        return total, correct_weight
     return total, n_correct
 
 
 def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
             const int[::1] activations, int loss, const floating[:, ::1] X,
             const floating[:, ::1] Y, floating[:, ::1] out, floating[::1] work,
-            Py_ssize_t capacity, bint check_signals=False):
+            Py_ssize_t capacity, bint check_signals=False, sample_weight=None):
     """Output activations A^L of X into `out`, `capacity` rows at a time.
 
     With a Y of X's length (an empty Y skips this), also returns the data
     cost sum_i C_i and the number of correct predictions; otherwise (0, 0).
+    With sample_weight (one per row, used with Y only), the weighted sums
+    sum_i w_i C_i and the weight sum of the correct predictions.
     """
     cdef Py_ssize_t n_layers = sizes.shape[0] - 1
     cdef Py_ssize_t n_samples = X.shape[0], n_out = sizes[n_layers]
     cdef Py_ssize_t start, stop, m, n_correct = 0
     cdef bint with_targets = Y.shape[0] > 0
-    cdef double total = 0
+    cdef double total = 0, correct_weight = 0
     cdef Buffers buf
+    cdef const floating[::1] weights = sample_weight
+    cdef bint weighted = weights is not None and with_targets
 
     _check_network(params.shape[0], sizes, activations.shape[0])
     if with_targets:
@@ -1113,6 +1208,8 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("out must have shape (n_samples, n_outputs)")
     if capacity < 1:
         raise ValueError("capacity must be >= 1")
+    if weighted and weights.shape[0] != n_samples:
+        raise ValueError("sample_weight needs one weight per row of X")
     _check_work(work.shape[0], sizes, capacity)
     if n_samples == 0:
         return 0.0, 0
@@ -1130,11 +1227,15 @@ def forward(const floating[::1] params, const Py_ssize_t[::1] sizes,
                 # the output layer writes straight into `out`
                 (<floating**> buf.A)[n_layers] = &out[start, 0]
                 total += _forward(&buf, <floating*> &X[start, 0],
-                                  &Y[start, 0] if with_targets else NULL, m, &n_correct)
+                                  &Y[start, 0] if with_targets else NULL,
+                                  &weights[start] if weighted else NULL, m, &n_correct,
+                                  &correct_weight)
                 start = stop
                 if check_signals:
                     with gil:
                         PyErr_CheckSignals()
     finally:
         _unbind(&buf)
+    if weighted:
+        return total, correct_weight
     return total, n_correct

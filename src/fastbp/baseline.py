@@ -179,10 +179,17 @@ def _costs(A_out: Array, Z_out: Array, Y: Array, output: str, loss_name: str) ->
     return np.sum(Y * _softplus(-Z_out) + (1 - Y) * _softplus(Z_out), axis=1)
 
 
-def _objective(weights: Sequence[Array], costs: Array, l2: Any, l1: Any = 0.0) -> Any:
-    """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1."""
+def _objective(weights: Sequence[Array], costs: Array, l2: Any, l1: Any = 0.0,
+               sample_weight: Array | None = None) -> Any:
+    """J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1.
+
+    With sample weights the data term is the weighted mean
+    sum_i w_i C_i / sum_i w_i.
+    """
     penalty = sum(np.sum(W * W) for W in weights)
-    J = costs.mean() + (l2 / 2) * penalty
+    data = costs.mean() if sample_weight is None else (
+        np.dot(sample_weight, costs) / np.sum(sample_weight))
+    J = data + (l2 / 2) * penalty
     if l1:
         J = J + l1 * sum(np.sum(np.abs(W)) for W in weights)
     return J
@@ -221,7 +228,8 @@ def forward(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
 
 def loss(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
          activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid",
-         loss: str = "mse", l2: float = 0.0, l1: float = 0.0) -> float:
+         loss: str = "mse", l2: float = 0.0, l1: float = 0.0,
+         sample_weight: ArrayLike | None = None) -> float:
     """Objective J on the batch (X, Y).
 
     J = (1/m) sum_i C_i + (l2 / 2) sum_l ||W^l||_F^2 + l1 sum_l |W^l|_1,
@@ -249,6 +257,9 @@ def loss(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: Arr
         L2 penalty lambda on the weights (not the biases).
     l1 : float >= 0
         L1 penalty on the weights (not the biases).
+    sample_weight : ndarray of shape (m,), optional
+        Weights w_i >= 0 (not all 0): the data term becomes
+        sum_i w_i C_i / sum_i w_i.
 
     Returns
     -------
@@ -263,7 +274,8 @@ def loss(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: Arr
     with np.errstate(under="ignore"):
         activations, Z_out = _forward(weights, biases, inputs, hidden, output)
         costs = _costs(activations[-1], Z_out, targets, output, loss_name)
-        return float(_objective(weights, costs, dtype.type(l2), dtype.type(l1)))
+        sw = None if sample_weight is None else _as_dtype(sample_weight, dtype)
+        return float(_objective(weights, costs, dtype.type(l2), dtype.type(l1), sw))
 
 
 def _output_delta(A_out: Array, Y: Array, output: str, loss_name: str) -> Array:
@@ -283,7 +295,7 @@ def _output_delta(A_out: Array, Y: Array, output: str, loss_name: str) -> Array:
 def loss_and_gradients(
     weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
     activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid", loss: str = "mse",
-    l2: float = 0.0, l1: float = 0.0,
+    l2: float = 0.0, l1: float = 0.0, sample_weight: ArrayLike | None = None,
 ) -> tuple[float, list[Array], list[Array]]:
     """Objective J on the batch (X, Y) and its gradients, by backpropagation.
 
@@ -307,6 +319,11 @@ def loss_and_gradients(
         L2 penalty lambda on the weights (not the biases).
     l1 : float >= 0
         L1 penalty on the weights; its subgradient is l1 sign(W) (0 at 0).
+    sample_weight : ndarray of shape (m,), optional
+        Weights w_i >= 0 (not all 0). J's data term is sum_i w_i C_i / W
+        with W = sum_i w_i, and its gradients follow: the data gradients
+        are those of J, with each sample's contribution scaled by w_i and
+        the sum divided by W instead of m.
 
     Returns
     -------
@@ -325,16 +342,21 @@ def loss_and_gradients(
     inputs, targets = _as_dtype(X, dtype), _as_dtype(Y, dtype)
     l2_ = dtype.type(l2)
     l1_ = dtype.type(l1)
-    m = inputs.shape[0]
+    # the normaliser of the data terms: m, or the weight sum W
+    sw = None if sample_weight is None else _as_dtype(sample_weight, dtype)
+    m = inputs.shape[0] if sw is None else np.sum(sw)
 
     with np.errstate(under="ignore"):
         activations, Z_out = _forward(weights, biases, inputs, hidden, output)
         costs = _costs(activations[-1], Z_out, targets, output, loss_name)
-        J = float(_objective(weights, costs, l2_, l1_))
+        J = float(_objective(weights, costs, l2_, l1_, sw))
 
         grad_weights: list[Array] = [None] * n_layers  # type: ignore[list-item]  # filled below
         grad_biases: list[Array] = [None] * n_layers  # type: ignore[list-item]
         delta = _output_delta(activations[-1], targets, output, loss_name)
+        if sw is not None:
+            # dC_i/dz^L_i weighted by w_i: every layer's delta row i carries w_i
+            delta = delta * sw[:, None]
         # Walk l = L..1; list index i = l - 1, so activations[i] is A^{l-1}.
         for i in range(n_layers - 1, -1, -1):
             # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} + l2 W^l
@@ -422,7 +444,8 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
                 optimizer: str = "sgd", nesterov: bool = False,
                 l1: float = 0.0, weight_decay: float | None = None, rho: float = 0.9,
                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-                state: dict[str, Any] | None = None) -> float:
+                state: dict[str, Any] | None = None,
+                sample_weight: ArrayLike | None = None) -> float:
     """One epoch of mini-batch gradient descent, updating the parameters in place.
 
     The batches are X[order][0:b], X[order][b:2b], ... (b = batch_size), the
@@ -490,11 +513,16 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
         ``square_average``; ``first_moment`` and ``second_moment``). An empty
         dict, or one left by another optimizer, starts from zeros. None
         keeps the state for this epoch only. Not together with `velocities`.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Per-sample weights, permuted by `order` with the rows: each batch's
+        J and gradients are those of `loss_and_gradients` with its weights.
+        A batch whose weights sum to 0 is skipped (no update, no step).
 
     Returns
     -------
     mean_loss : float
-        sum over batches of m_B J_B, divided by n_samples.
+        sum over batches of m_B J_B, divided by n_samples; with weights,
+        sum over batches of W_B J_B divided by the total weight.
 
     Raises
     ------
@@ -513,8 +541,10 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
     eta = dtype.type(learning_rate)
     mu = dtype.type(momentum)
     n_samples = inputs.shape[0]
+    sw = None if sample_weight is None else _as_dtype(sample_weight, dtype)
     if order is not None:
         inputs, targets = inputs[order], targets[order]
+        sw = None if sw is None else sw[order]
     parameters = list(weights) + list(biases)
     if state is None:
         state = {}
@@ -533,11 +563,14 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
     for start in range(0, n_samples, batch_size):
         X_batch = inputs[start:start + batch_size]
         Y_batch = targets[start:start + batch_size]
+        w_batch = None if sw is None else sw[start:start + batch_size]
+        if w_batch is not None and not np.sum(w_batch) > 0:
+            continue
         J, grad_weights, grad_biases = loss_and_gradients(
             weights, biases, X_batch, Y_batch, activation=activation,
-            output=output, loss=loss, l2=l2, l1=l1,
+            output=output, loss=loss, l2=l2, l1=l1, sample_weight=w_batch,
         )
-        total += X_batch.shape[0] * J
+        total += (X_batch.shape[0] if w_batch is None else float(np.sum(w_batch))) * J
         state["step"] += 1
         t = state["step"]
         gradients = grad_weights + grad_biases
@@ -572,4 +605,4 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
                 # decoupled decay, weights only: W <- W (1 - eta wd) + step
                 parameter *= keep
             parameter += step
-    return total / n_samples
+    return total / (n_samples if sw is None else float(np.sum(sw)))

@@ -241,9 +241,13 @@ class Network:
         with self._guard.reading("forward"):
             return self._forward(inputs)[0]
 
-    def _forward(self, X: FloatArray, Y: FloatArray | None = None,
-                 loss_code: int = 0) -> tuple[FloatArray, float, int]:
-        """Validated arrays in: (A^L, sum of costs, number correct)."""
+    def _forward(self, X: FloatArray, Y: FloatArray | None = None, loss_code: int = 0,
+                 sample_weight: FloatArray | None = None) -> tuple[FloatArray, float, float]:
+        """Validated arrays in: (A^L, sum of costs, number correct).
+
+        With sample_weight (checked, of the network's dtype), the sums are
+        weighted: sum_i w_i C_i and the weight sum of the correct predictions.
+        """
         n_samples = X.shape[0]
         capacity = min(n_samples, _FORWARD_CHUNK)
         out = np.empty((n_samples, int(self._sizes[-1])), dtype=self._dtype)
@@ -252,7 +256,7 @@ class Network:
             Y = np.empty((0, int(self._sizes[-1])), dtype=self._dtype)
         cost, n_correct = _kernels.forward(
             self._params, self._sizes, self._codes, loss_code, X, Y, out, work, capacity,
-            check_signals=in_main_thread(),
+            check_signals=in_main_thread(), sample_weight=sample_weight,
         )
         return out, cost, n_correct
 

@@ -36,6 +36,7 @@ from ._data import (
     all_finite,
     column_names,
     check_inputs,
+    check_sample_weight,
     check_targets,
     held_out_split,
     non_finite_message,
@@ -68,11 +69,16 @@ class DivergenceError(FloatingPointError):
     """
 
 
+def _weight_total(sample_weight, n_samples):
+    """What per-sample sums are divided by: n_samples, or the sum of the weights."""
+    return n_samples if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+
+
 class _Outcome(NamedTuple):
     """What one run of the epoch kernel did."""
 
     total: float        # sum over batches of m_B J_B
-    n_correct: int      # correct predictions, each before its batch's update
+    n_correct: float    # correct predictions (their weight sum), each before its batch's update
     finite: bool        # loss and parameters finite at the end
     grad_norms: list | None = None  # per layer, ||dJ/dW^l||_F averaged over the batches
 
@@ -123,7 +129,12 @@ class Trainer:
 
     with C the per-sample cost (``mse``: 1/2 ||a - y||^2; ``cross_entropy``:
     -sum y log a for softmax, the binary form for sigmoid outputs). Biases are
-    never regularized.
+    never regularized. With per-sample weights w_i (the ``sample_weight`` of
+    `fit`, `step`, `evaluate` and `loss_and_gradients`), the data term is the
+    weighted mean ``sum_{i in B} w_i C_i / sum_{i in B} w_i``, and so are its
+    gradients: scikit-learn 1.9's MLP normalisation (``np.average(...,
+    weights=sample_weight)`` in its losses, ``deltas[last] *= sample_weight``
+    and ``coef_grads /= sw_sum`` in ``_backprop``).
 
     Parameters
     ----------
@@ -358,14 +369,20 @@ class Trainer:
     def current_learning_rate(self) -> float:
         return float(self.schedule.rate(self.epoch, float(self.learning_rate)))
 
-    def loss_and_gradients(self, X: ArrayLike,
-                           Y: ArrayLike) -> tuple[float, list[FloatArray], list[FloatArray]]:
+    def loss_and_gradients(self, X: ArrayLike, Y: ArrayLike,
+                           sample_weight: ArrayLike | None = None,
+                           ) -> tuple[float, list[FloatArray], list[FloatArray]]:
         """The objective J and its gradients on one batch, without an update.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_0)
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights w_i >= 0, finite, not all zero: J's data term is then
+            ``sum_i w_i C_i / sum_i w_i``, and its gradients
+            ``(delta^T A) / sum_i w_i`` with each row of delta^L scaled by
+            its w_i (scikit-learn's ``_backprop``). None weighs every sample 1.
 
         Returns
         -------
@@ -379,16 +396,18 @@ class Trainer:
         self._validate_params()
         inputs, targets, _ = self._check_data(X, Y)
         net = self.network
+        weights = check_sample_weight(sample_weight, inputs.shape[0], net.dtype.type)
         grads = np.empty_like(net._params)
         with self._guard.writing("loss_and_gradients"), net._guard.reading("loss_and_gradients"):
             loss, _ = _kernels.loss_and_gradients(
                 net._params, grads, net._sizes, net._codes, self._loss_code, inputs, targets,
                 self._workspace(inputs.shape[0]), float(self.l2), float(self.l1),
+                sample_weight=weights,
             )
         grad_weights, grad_biases = layer_views(grads, net._sizes)
         return float(loss), grad_weights, grad_biases
 
-    def step(self, X: ArrayLike, Y: ArrayLike) -> float:
+    def step(self, X: ArrayLike, Y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """One update from one mini-batch (all of X and Y).
 
         Parameters
@@ -397,6 +416,8 @@ class Trainer:
             The batch's inputs.
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
             The batch's targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights, as in `loss_and_gradients`.
 
         Returns
         -------
@@ -412,25 +433,31 @@ class Trainer:
         """
         self._validate_params()
         inputs, targets, _ = self._check_data(X, Y)
+        weights = check_sample_weight(sample_weight, inputs.shape[0], self.network.dtype.type)
         with self._guard.writing("step"), self.network._guard.writing("step"):
             rate = self.current_learning_rate
             with self._rollback() as rollback:
                 outcome = self._run_epoch(inputs, targets, np.empty(0, dtype=np.intp),
                                           inputs.shape[0], rate,
-                                          "this step")
+                                          "this step", sample_weight=weights)
             if not outcome.finite:
                 rollback.undo()
                 self._diverged("this step", rate, stacklevel=3, X=inputs, Y=targets)
                 return float("nan")
-        return outcome.total / inputs.shape[0]
+        return outcome.total / _weight_total(weights, inputs.shape[0])
 
-    def evaluate(self, X: ArrayLike, Y: ArrayLike) -> dict[str, float]:
+    def evaluate(self, X: ArrayLike, Y: ArrayLike,
+                 sample_weight: ArrayLike | None = None) -> dict[str, float]:
         """Objective and accuracy on a data set, without any update.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_0)
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights: the loss's data term is then
+            ``sum_i w_i C_i / sum_i w_i`` and the accuracy the weight share
+            of the correct predictions (scikit-learn's weighted score).
 
         Returns
         -------
@@ -440,20 +467,24 @@ class Trainer:
         """
         self._validate_params()
         inputs, targets, is_labels = self._check_data(X, Y)
+        weights = check_sample_weight(sample_weight, inputs.shape[0], self.network.dtype.type)
         with self._guard.reading("evaluate"), self.network._guard.reading("evaluate"):
-            return self._evaluate(inputs, targets, is_labels)
+            return self._evaluate(inputs, targets, is_labels, weights)
 
-    def _evaluate(self, X, Y, is_labels):
-        _, cost, n_correct = self.network._forward(X, Y, self._loss_code)
-        metrics = {"loss": cost / X.shape[0] + self._penalty()}
+    def _evaluate(self, X, Y, is_labels, sample_weight=None):
+        _, cost, n_correct = self.network._forward(X, Y, self._loss_code,
+                                                   sample_weight=sample_weight)
+        total = _weight_total(sample_weight, X.shape[0])
+        metrics = {"loss": cost / total + self._penalty()}
         if is_labels:
-            metrics["accuracy"] = n_correct / X.shape[0]
+            metrics["accuracy"] = n_correct / total
         return metrics
 
     def fit(self, X: ArrayLike, Y: ArrayLike, epochs: int = 30,
             validation_data: tuple[ArrayLike, ArrayLike] | None = None, verbose: int = 0, *,
             validation_split: float = 0.0, callbacks: Sequence[Any] | None = None,
-            grad_norms: bool = False) -> dict[str, list[Any]]:
+            grad_norms: bool = False,
+            sample_weight: ArrayLike | None = None) -> dict[str, list[Any]]:
         """Train for `epochs` epochs of mini-batch gradient descent.
 
         Calling `fit` again continues where the last call stopped: the
@@ -495,6 +526,16 @@ class Trainer:
             where it is cheaper than the product and l2 = 0, and otherwise
             from one more outer product per layer and batch (up to ~1.5x
             the epoch's arithmetic).
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights w_i (finite, >= 0, not all zero), gathered
+            with their rows into each batch: each batch's J is
+            ``sum_{i in B} w_i C_i / sum_{i in B} w_i`` + penalties, with
+            gradients normalised alike (scikit-learn 1.9's MLP). A batch
+            whose weights sum to 0 is skipped (no update). ``loss`` and
+            ``accuracy`` in the history are then weighted means over the
+            epoch. With `validation_split`, the held-out samples keep their
+            weights for ``val_loss`` and ``val_accuracy``; `validation_data`
+            is unweighted.
 
         Returns
         -------
@@ -528,6 +569,7 @@ class Trainer:
         deferred = int(epochs) > 0
         columns = column_names(X)
         inputs, targets, is_labels = self._check_data(X, Y, check_finite=not deferred)
+        weights = check_sample_weight(sample_weight, inputs.shape[0], self.network.dtype.type)
         validation = None
         if validation_data is not None:
             if validation_split:
@@ -559,7 +601,16 @@ class Trainer:
             rng = copy.deepcopy(rng_before)
             if validation_split:
                 train, held_out = held_out_split(targets, is_labels, float(validation_split), rng)
-                validation = (inputs[held_out], targets[held_out], is_labels)
+                if weights is None:
+                    validation = (inputs[held_out], targets[held_out], is_labels)
+                else:
+                    validation = (inputs[held_out], targets[held_out], is_labels,
+                                  weights[held_out])
+                    weights = weights[train]
+                    if not (weights.max() > 0 and validation[3].max() > 0):
+                        raise ValueError(
+                            "sample_weight is all zeros on the training or the held-out "
+                            "part of validation_split: give positive weights to both")
                 inputs, targets = inputs[train], targets[train]
                 if deferred and not all_finite(validation[0]):     # the kernel reads X only
                     raise ValueError(non_finite_message("X", self.network.dtype))
@@ -570,7 +621,8 @@ class Trainer:
             try:
                 self._fit_loop(inputs, targets, is_labels, validation, int(epochs), verbose,
                                callbacks,
-                               history, check_inputs=deferred, grad_norms=bool(grad_norms))
+                               history, check_inputs=deferred, grad_norms=bool(grad_norms),
+                               sample_weight=weights)
             except _kernels.NonFiniteInput:
                 # the rollback has put back the parameters and optimizer state
                 self._rng = rng_before
@@ -579,8 +631,8 @@ class Trainer:
         return history
 
     def _fit_loop(self, X, Y, is_labels, validation, epochs, verbose, callbacks, history,
-                  check_inputs, grad_norms=False):
-        n_samples = X.shape[0]
+                  check_inputs, grad_norms=False, sample_weight=None):
+        n_samples = _weight_total(sample_weight, X.shape[0])
         no_order = np.empty(0, dtype=np.intp)
         bar = self._progress_bar(epochs) if verbose == 1 else None
         self.stop_training = False
@@ -592,10 +644,10 @@ class Trainer:
                 started = time.perf_counter()
                 rate = self.current_learning_rate
                 where = f"epoch {self.epoch + 1}"
-                order: np.ndarray | None = (self._rng.permutation(n_samples) if self.shuffle
+                order: np.ndarray | None = (self._rng.permutation(X.shape[0]) if self.shuffle
                                             else no_order)
                 kept = self._epoch(X, Y, order, rate, where, validation, check_inputs,
-                                   grad_norms)
+                                   grad_norms, sample_weight)
                 check_inputs = False        # the first epoch has read every row
                 # drop this epoch's permutation before the next one is drawn:
                 # one alive at a time, so a fit's peak memory does not grow
@@ -628,7 +680,8 @@ class Trainer:
     def partial_fit(self, X: ArrayLike, Y: ArrayLike,
                     validation_data: tuple[ArrayLike, ArrayLike] | None = None,
                     verbose: int = 0, *, callbacks: Sequence[Any] | None = None,
-                    grad_norms: bool = False) -> dict[str, list[Any]]:
+                    grad_norms: bool = False,
+                    sample_weight: ArrayLike | None = None) -> dict[str, list[Any]]:
         """One more epoch over (X, Y): ``fit(X, Y, epochs=1, ...)``.
 
         The optimizer state, schedule and epoch count carry on, so repeated
@@ -638,7 +691,7 @@ class Trainer:
         ----------
         X : array-like of shape (n_samples, n_0)
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
-        validation_data, verbose, callbacks, grad_norms
+        validation_data, verbose, callbacks, grad_norms, sample_weight
             As for `fit`.
 
         Returns
@@ -647,11 +700,13 @@ class Trainer:
             As `fit` returns it, for this one epoch.
         """
         return self.fit(X, Y, epochs=1, validation_data=validation_data, verbose=verbose,
-                        callbacks=callbacks, grad_norms=grad_norms)
+                        callbacks=callbacks, grad_norms=grad_norms,
+                        sample_weight=sample_weight)
 
     # ---------------------------------------------------------- one epoch
 
-    def _epoch(self, X, Y, order, rate, where, validation, check_inputs, grad_norms=False):
+    def _epoch(self, X, Y, order, rate, where, validation, check_inputs, grad_norms=False,
+               sample_weight=None):
         """One epoch of `fit`, kept or undone.
 
         Returns (outcome, validation metrics or None); or None when the
@@ -661,7 +716,7 @@ class Trainer:
         """
         with self._rollback() as rollback:
             outcome = self._run_epoch(X, Y, order, int(self.batch_size), rate, where,
-                                      check_inputs, grad_norms)
+                                      check_inputs, grad_norms, sample_weight)
         metrics = None
         finite = outcome.finite
         if finite and validation is not None:
@@ -680,7 +735,7 @@ class Trainer:
         return _Rollback(self.network, self._ready_optimizer())
 
     def _run_epoch(self, X, Y, order, batch_size, learning_rate, where, check_inputs=False,
-                   grad_norms=False):
+                   grad_norms=False, sample_weight=None):
         """Run the epoch kernel once over (X, Y) and say what happened.
 
         Batches follow `order` (empty: in order). Updates made count toward
@@ -705,6 +760,7 @@ class Trainer:
                 net._sizes, net._codes, self._loss_code, X, Y, order, batch_size,
                 self._workspace(batch_size), counts, rule, step=optimizer.updates,
                 check_signals=in_main_thread(), check_inputs=check_inputs, grad_norms=norms,
+                sample_weight=sample_weight,
             )
         except KeyboardInterrupt:
             optimizer.updates += int(counts[0])
@@ -750,6 +806,7 @@ class Trainer:
     # ---------------------------------------------------------- reporting
 
     def _record(self, outcome, n_samples, is_labels, metrics, rate, started):
+        # n_samples: the sample count, or the weight sum with sample weights
         record = {"loss": outcome.total / n_samples}
         if is_labels:
             record["accuracy"] = outcome.n_correct / n_samples
