@@ -266,6 +266,7 @@ TRAINER_CONSTRAINTS: dict[str, Constraint] = {
     "momentum": Interval(Real, 0, 1, closed="left"),
     "shuffle": Options((True, False)),
     "l1": Interval(Real, 0, None, closed="left"),
+    "l2_per_sample": Options((True, False)),
     "nesterov": Options((True, False)),
     "weight_decay": [Interval(Real, 0, None, closed="left"), None],
     "rho": Interval(Real, 0, 1, closed="left"),

@@ -401,12 +401,25 @@ def _non_negative_int(value: object, name: str) -> int:
     return value
 
 
+# Trainer settings added after the checkpoint format was fixed, with their
+# defaults: written only when they differ, so that a default trainer's file
+# is the same as before (and loads in older fastbp versions); a file without
+# them loads with the default.
+_LATER_SETTINGS: dict[str, Any] = {"l2_per_sample": False}
+
+
+def _written_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer config as a checkpoint stores it: later settings only when set."""
+    return {name: value for name, value in config.items()
+            if name not in _LATER_SETTINGS or value != _LATER_SETTINGS[name]}
+
+
 def save_checkpoint(trainer: Trainer, path: PathLike) -> None:
     """Write everything `trainer` needs to resume bit for bit to `path` (atomic)."""
     optimizer = trainer._ready_optimizer()
     schedule = trainer.schedule
     meta = {
-        "config": trainer.get_config(),
+        "config": _written_config(trainer.get_config()),
         "schedule": [type(schedule).__name__, schedule.get_config(), schedule.get_state()],
         "epoch": trainer.epoch,
         "updates": optimizer.updates,

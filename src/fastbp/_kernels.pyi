@@ -63,6 +63,7 @@ def train_epoch(
     check_inputs: bool = False,
     grad_norms: NDArray[np.float64] | None = None,
     sample_weight: NDArray[_F] | None = None,
+    l2_per_sample: bool = False,
 ) -> tuple[float, float]: ...
 def loss_and_gradients(
     params: NDArray[_F],
@@ -76,6 +77,7 @@ def loss_and_gradients(
     l2: float,
     l1: float = 0.0,
     sample_weight: NDArray[_F] | None = None,
+    l2_per_sample: bool = False,
 ) -> tuple[float, float]: ...
 def forward(
     params: NDArray[_F],

@@ -945,7 +945,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                 const Py_ssize_t[::1] order, Py_ssize_t batch_size,
                 floating[::1] work, double[::1] progress, rule,
                 long long step=0, bint check_signals=False, bint check_inputs=False,
-                grad_norms=None, sample_weight=None):
+                grad_norms=None, sample_weight=None, bint l2_per_sample=False):
     """One epoch of mini-batch training in one GIL-free call.
 
     Batches are X[order[0:b]], X[order[b:2b]], ... (an empty `order` means
@@ -988,6 +988,13 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     the rows; m_B below is then the batch's weight sum W_B. A batch whose
     weights sum to 0 is skipped: no update, not counted in progress[0].
 
+    With l2_per_sample, each batch's L2 coefficient is rule l2 / m_B (m_B
+    its row count, or its weight sum W_B): scikit-learn's alpha, which adds
+    (alpha / 2) ||W||^2 / m_B to J_B and alpha W / m_B to its gradient, so
+    a shorter last batch is penalised more. Every update path takes it: the
+    fused SGD decay (the GEMM's beta), momentum, the rules' gradients, the
+    loss and grad_norms.
+
     Returns (sum over batches of m_B * J_B, number of correct predictions),
     each J_B measured at the parameters before that batch's update; with
     sample_weight, the second is the weight sum of the correct predictions.
@@ -1002,6 +1009,7 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     cdef double total = 0, penalty, correct_weight = 0, weight_sum
     cdef const floating* sw = NULL
     cdef fbp_rule r = _as_rule(rule)
+    cdef fbp_rule batch_rule = r    # r with this batch's l2 (l2_per_sample)
     cdef fbp_step corrections
     cdef int mode = _update_mode(&r)
     cdef Buffers buf
@@ -1099,12 +1107,14 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                     buf.denominator = weight_sum
                 else:
                     buf.denominator = <double> m
+                if l2_per_sample:
+                    batch_rule.l2 = r.l2 / buf.denominator
                 step += 1
                 if r.kind == ADAM:
                     corrections.correction1 = 1 / (1 - pow(r.beta1, <double> step))
                     corrections.correction2 = 1 / (1 - pow(r.beta2, <double> step))
-                penalty = _penalty(&params[0], &sizes[0], n_layers, r.l2, r.l1)
-                total += _batch(&buf, x, y, sw, m, mode, &r, &corrections,
+                penalty = _penalty(&params[0], &sizes[0], n_layers, batch_rule.l2, r.l1)
+                total += _batch(&buf, x, y, sw, m, mode, &batch_rule, &corrections,
                                 &n_correct, &correct_weight) + buf.denominator * penalty
                 start = stop
                 batches += 1
@@ -1128,13 +1138,15 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                        const Py_ssize_t[::1] sizes, const int[::1] activations,
                        int loss, const floating[:, ::1] X,
                        const floating[:, ::1] Y, floating[::1] work, double l2,
-                       double l1=0.0, sample_weight=None):
+                       double l1=0.0, sample_weight=None, bint l2_per_sample=False):
     """J on the batch (X, Y) and dJ/dW, dJ/db written into `grads`.
 
     `work` must hold a batch of X.shape[0] rows. With sample_weight (one per
     row, weights summing to W > 0), J = sum_i w_i C_i / W + penalties and the
     gradients are normalised by W. Returns (J, n_correct), n_correct the
-    weight sum of the correct predictions with sample_weight.
+    weight sum of the correct predictions with sample_weight. With
+    l2_per_sample the L2 coefficient is l2 / m (l2 / W with weights), as
+    train_epoch has it.
     """
     cdef Py_ssize_t m = X.shape[0], n_correct = 0, i
     cdef double total, correct_weight = 0, weight_sum = 0
@@ -1160,6 +1172,8 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
         sw = &weights[0]
     else:
         weight_sum = <double> m
+    if l2_per_sample:
+        l2 = l2 / weight_sum
 
     # only the penalties of a rule matter for the gradients
     r = fbp_rule(kind=SGD, learning_rate=0, l2=l2, l1=l1, weight_decay=0, momentum=0,

@@ -296,6 +296,7 @@ def loss_and_gradients(
     weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: ArrayLike,
     activation: str | Sequence[str] = "sigmoid", output: str = "sigmoid", loss: str = "mse",
     l2: float = 0.0, l1: float = 0.0, sample_weight: ArrayLike | None = None,
+    l2_per_sample: bool = False,
 ) -> tuple[float, list[Array], list[Array]]:
     """Objective J on the batch (X, Y) and its gradients, by backpropagation.
 
@@ -324,6 +325,9 @@ def loss_and_gradients(
         with W = sum_i w_i, and its gradients follow: the data gradients
         are those of J, with each sample's contribution scaled by w_i and
         the sum divided by W instead of m.
+    l2_per_sample : bool
+        Use l2 / m (l2 / W with weights) as the L2 coefficient, in J and in
+        its gradient: scikit-learn's alpha.
 
     Returns
     -------
@@ -345,6 +349,9 @@ def loss_and_gradients(
     # the normaliser of the data terms: m, or the weight sum W
     sw = None if sample_weight is None else _as_dtype(sample_weight, dtype)
     m = inputs.shape[0] if sw is None else np.sum(sw)
+    if l2_per_sample:
+        # scikit-learn: (alpha / 2) ||W||^2 / m in J, alpha W / m in dJ/dW
+        l2_ = dtype.type(l2 / (inputs.shape[0] if sw is None else float(np.sum(sw))))
 
     with np.errstate(under="ignore"):
         activations, Z_out = _forward(weights, biases, inputs, hidden, output)
@@ -445,7 +452,7 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
                 l1: float = 0.0, weight_decay: float | None = None, rho: float = 0.9,
                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
                 state: dict[str, Any] | None = None,
-                sample_weight: ArrayLike | None = None) -> float:
+                sample_weight: ArrayLike | None = None, l2_per_sample: bool = False) -> float:
     """One epoch of mini-batch gradient descent, updating the parameters in place.
 
     The batches are X[order][0:b], X[order][b:2b], ... (b = batch_size), the
@@ -517,6 +524,9 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
         Per-sample weights, permuted by `order` with the rows: each batch's
         J and gradients are those of `loss_and_gradients` with its weights.
         A batch whose weights sum to 0 is skipped (no update, no step).
+    l2_per_sample : bool
+        Each batch's L2 coefficient is l2 / m_B (l2 / W_B with weights), as
+        in `loss_and_gradients`: the short last batch is penalised more.
 
     Returns
     -------
@@ -569,6 +579,7 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
         J, grad_weights, grad_biases = loss_and_gradients(
             weights, biases, X_batch, Y_batch, activation=activation,
             output=output, loss=loss, l2=l2, l1=l1, sample_weight=w_batch,
+            l2_per_sample=l2_per_sample,
         )
         total += (X_batch.shape[0] if w_batch is None else float(np.sum(w_batch))) * J
         state["step"] += 1

@@ -149,7 +149,9 @@ class Trainer:
     l2 : float >= 0
         L2 penalty lambda on the weights, as in J above. Nielsen's lambda
         over n training samples is ``l2 = lambda_N / n``; scikit-learn's
-        ``alpha`` with batch size m is ``l2 = alpha / m``.
+        ``alpha`` with batch size m is ``l2 = alpha / m`` for the full
+        batches, or exactly, short last batch included, ``l2 = alpha`` with
+        ``l2_per_sample=True``.
     optimizer : {'sgd', 'rmsprop', 'adam', 'adamw'}
         Update rule, with g = dJ/dW (penalties included) and eta the
         learning rate:
@@ -172,6 +174,15 @@ class Trainer:
     l1 : float >= 0
         L1 penalty on the weights: J gains ``l1 sum_l |W^l|_1`` and the
         gradient its subgradient ``l1 sign(W)``. Biases are never penalized.
+    l2_per_sample : bool
+        Divide `l2` by each batch's size m_B (its weight sum with sample
+        weights): J_B's penalty is then ``(l2 / (2 m_B)) sum_l ||W^l||_F^2``
+        and its gradient ``(l2 / m_B) W^l``, so `l2` is scikit-learn's
+        ``alpha`` (``loss += (0.5 * alpha) * values / sw_sum`` and
+        ``coef_grads += alpha * coefs; coef_grads /= sw_sum`` in its MLP's
+        ``_backprop``, sw_sum = m_B without weights), and a shorter last
+        batch is penalised more. `evaluate` and `loss_and_gradients` treat
+        their data as one batch. Default False: l2 is the lambda of J.
     nesterov : bool
         Nesterov momentum (``sgd`` with momentum > 0 only).
     weight_decay : float >= 0 or None
@@ -219,7 +230,8 @@ class Trainer:
     def __init__(self, network: Network, loss: str = "mse", learning_rate: float = 3.0,
                  batch_size: int = 10, l2: float = 0.0, optimizer: str = "sgd",
                  momentum: float = 0.0, shuffle: bool = True, seed: int | None = None, *,
-                 l1: float = 0.0, nesterov: bool = False, weight_decay: float | None = None,
+                 l1: float = 0.0, l2_per_sample: bool = False, nesterov: bool = False,
+                 weight_decay: float | None = None,
                  rho: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-8, on_divergence: str = "raise",
                  schedule: str | Schedule | None = None) -> None:
@@ -235,6 +247,7 @@ class Trainer:
         self.shuffle = shuffle
         self.seed = check_seed(seed)
         self.l1 = l1
+        self.l2_per_sample = l2_per_sample
         self.nesterov = nesterov
         self.weight_decay = weight_decay
         self.rho = rho
@@ -358,10 +371,15 @@ class Trainer:
     def _loss_code(self):
         return LOSS_CODES[self.loss]
 
-    def _penalty(self):
-        """(l2 / 2) sum ||W||_F^2 + l1 sum |W|_1 at the current weights, as J has it."""
+    def _penalty(self, batch_total=1.0):
+        """(l2 / 2) sum ||W||_F^2 + l1 sum |W|_1 at the current weights, as J has it.
+
+        With l2_per_sample, l2 is divided by `batch_total`, the size (or
+        weight sum) of the batch J is taken on.
+        """
         net = self.network
-        return _kernels.penalty(net._params, net._sizes, float(self.l2), float(self.l1))
+        l2 = float(self.l2) / batch_total if self.l2_per_sample else float(self.l2)
+        return _kernels.penalty(net._params, net._sizes, l2, float(self.l1))
 
     # ------------------------------------------------------------------ API
 
@@ -402,7 +420,7 @@ class Trainer:
             loss, _ = _kernels.loss_and_gradients(
                 net._params, grads, net._sizes, net._codes, self._loss_code, inputs, targets,
                 self._workspace(inputs.shape[0]), float(self.l2), float(self.l1),
-                sample_weight=weights,
+                sample_weight=weights, l2_per_sample=bool(self.l2_per_sample),
             )
         grad_weights, grad_biases = layer_views(grads, net._sizes)
         return float(loss), grad_weights, grad_biases
@@ -475,7 +493,7 @@ class Trainer:
         _, cost, n_correct = self.network._forward(X, Y, self._loss_code,
                                                    sample_weight=sample_weight)
         total = _weight_total(sample_weight, X.shape[0])
-        metrics = {"loss": cost / total + self._penalty()}
+        metrics = {"loss": cost / total + self._penalty(total)}
         if is_labels:
             metrics["accuracy"] = n_correct / total
         return metrics
@@ -760,7 +778,7 @@ class Trainer:
                 net._sizes, net._codes, self._loss_code, X, Y, order, batch_size,
                 self._workspace(batch_size), counts, rule, step=optimizer.updates,
                 check_signals=in_main_thread(), check_inputs=check_inputs, grad_norms=norms,
-                sample_weight=sample_weight,
+                sample_weight=sample_weight, l2_per_sample=bool(self.l2_per_sample),
             )
         except KeyboardInterrupt:
             optimizer.updates += int(counts[0])
