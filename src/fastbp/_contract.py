@@ -38,6 +38,7 @@ __all__ = [
     "OPTIMIZERS",
     "MONITORS",
     "DTYPES",
+    "INITS",
     "ACTIVATION_CODES",
     "LOSS_CODES",
     "NETWORK_CONSTRAINTS",
@@ -54,6 +55,9 @@ LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy")
 DTYPES = ("float32", "float64")
+# weight initialisations of Network(init=...): the scaled Gaussian (Nielsen's,
+# He's for relu) and scikit-learn's Glorot uniform
+INITS = ("normal", "glorot_uniform")
 
 # What the kernels call them
 ACTIVATION_CODES = {"identity": _kernels.IDENTITY, "sigmoid": _kernels.SIGMOID,
@@ -197,7 +201,8 @@ def signature_defaults(function: Callable[..., Any],
 
 # layer_sizes and activation have structure of their own (check_layer_sizes,
 # check_activations), dtype is resolved by _data.check_dtype, seed by check_seed
-NETWORK_CONSTRAINTS: dict[str, Constraint] = {"output": Options(OUTPUT_ACTIVATIONS)}
+NETWORK_CONSTRAINTS: dict[str, Constraint] = {"output": Options(OUTPUT_ACTIVATIONS),
+                                               "init": Options(INITS)}
 
 
 def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:

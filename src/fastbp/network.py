@@ -50,6 +50,11 @@ class Network:
         Precision of the parameters and of every computation.
     seed : int or None
         Seed of the weight initialization; None draws fresh entropy.
+    init : {'normal', 'glorot_uniform'}
+        How the parameters start (see Notes). ``'normal'`` is fastbp's
+        scaled Gaussian; ``'glorot_uniform'`` is scikit-learn's MLP
+        initialisation. A construction-time choice: it is not stored in
+        files (the parameters are).
 
     Attributes
     ----------
@@ -61,30 +66,63 @@ class Network:
 
     Notes
     -----
-    Weights start as N(0, 1/fan_in) (Nielsen's scaled Gaussian) for a layer
-    with a sigmoid, tanh, softmax or identity activation and as He's
-    N(0, 2/fan_in) for relu; biases start at zero.
+    ``init='normal'`` (the default): weights start as N(0, 1/fan_in)
+    (Nielsen's scaled Gaussian) for a layer with a sigmoid, tanh, softmax or
+    identity activation and as He's N(0, 2/fan_in) for relu; biases start
+    at zero.
+
+    ``init='glorot_uniform'``: weights *and* biases of layer l uniform in
+    [-bound, bound] with ``bound = sqrt(factor / (fan_in + fan_out))``,
+    factor 2 for a sigmoid network and 6 otherwise: scikit-learn 1.9's
+    ``BaseMultilayerPerceptron._init_coef`` (factor 2.0 when
+    ``activation == "logistic"``). Its factor follows the one hidden
+    activation, for the output layer too; with one activation per hidden
+    layer, each hidden layer takes its own and the output layer the last
+    hidden layer's. The distribution is scikit-learn's, the generator
+    fastbp's (NumPy's default_rng(seed)), drawn layer by layer as
+    scikit-learn does: W^l in its (fan_in, fan_out) layout, then b^l.
     """
 
     _parameter_constraints = NETWORK_CONSTRAINTS
 
     def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "sigmoid",
                  output: str = "sigmoid", dtype: DTypeLike = "float64",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, *, init: str = "normal") -> None:
         sizes = check_layer_sizes(layer_sizes)
         activation, hidden = check_activations(activation, len(sizes) - 2)
-        check_params({"output": output}, self._parameter_constraints)
+        check_params({"output": output, "init": init}, self._parameter_constraints)
         dtype = check_dtype(dtype)
         seed = check_seed(seed)
 
         self._setup(sizes, activation, hidden, output, dtype)
         rng = np.random.default_rng(seed)
+        if init == "glorot_uniform":
+            self._glorot_uniform(rng, activation, hidden)
+            return
         for k, weight in enumerate(self._weights):
             fan_in = sizes[k]
             gain = 2.0 if k < len(hidden) and hidden[k] == "relu" else 1.0
             weight[...] = rng.standard_normal(weight.shape) * np.sqrt(gain / fan_in)
         for bias in self._biases:
             bias[...] = 0
+
+    def _glorot_uniform(self, rng: np.random.Generator, activation: str | list[str],
+                        hidden: Sequence[str]) -> None:
+        """W^l and b^l uniform in +-sqrt(factor / (fan_in + fan_out)): scikit-learn's _init_coef."""
+        for k, (weight, bias) in enumerate(zip(self._weights, self._biases)):
+            fan_out, fan_in = weight.shape
+            # the activation whose kind sets the factor: layer k's own for a
+            # hidden layer, the last hidden one's for the output layer (one
+            # name for all, as scikit-learn has it, when `activation` is a string)
+            if isinstance(activation, str):
+                kind = activation
+            else:
+                kind = hidden[min(k, len(hidden) - 1)]
+            factor = 2.0 if kind == "sigmoid" else 6.0
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            # drawn as scikit-learn lays it out, (fan_in, fan_out), then transposed
+            weight[...] = rng.uniform(-bound, bound, (fan_in, fan_out)).T
+            bias[...] = rng.uniform(-bound, bound, fan_out)
 
     def _setup(self, sizes: Sequence[int], activation: str | list[str], hidden: Sequence[str],
                output: str, dtype: DTypeLike) -> None:
