@@ -170,6 +170,26 @@ def test_weights_of_one_are_bit_identical_to_none():
     assert history["accuracy"] == expected["accuracy"]
 
 
+def test_a_scalar_weighs_every_sample_alike():
+    net, X, Y, _ = problem()
+    trainer = Trainer(net, loss="cross_entropy", l2=0.1)
+    scalar = trainer.loss_and_gradients(X, Y, 2.5)
+    ones = trainer.loss_and_gradients(X, Y, np.full(len(X), 2.5))
+    assert scalar[0] == ones[0]
+    # weights are normalised by their sum: a constant weight changes nothing here
+    assert scalar[0] == pytest.approx(trainer.loss_and_gradients(X, Y)[0], rel=1e-14)
+
+
+def test_evaluate_weights_every_forward_chunk():
+    # more rows than one forward chunk (256): the weights follow their rows
+    net, X, Y, _ = problem(n_samples=700)
+    weights = np.random.default_rng(5).uniform(0, 2, 700)
+    trainer = Trainer(net, loss="cross_entropy", l2=0.01)
+    expected = baseline.loss(*parameters_of(net), X, Y, l2=0.01, sample_weight=weights,
+                             **oracle_options(trainer))
+    assert trainer.evaluate(X, Y, weights)["loss"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_batch_of_zero_weights_is_skipped():
     net, X, Y, weights = problem(n_samples=12)
     weights[4:8] = 0.0                      # the whole second batch of 4
@@ -239,7 +259,8 @@ BAD_WEIGHTS = {
     "negative": (np.r_[np.ones(10), -1.0], ValueError, "negative"),
     "all zero": (np.zeros(11), ValueError, "all zeros"),
     "strings": (np.array(["a"] * 11), TypeError, "real numbers"),
-    "scalar": (2.0, ValueError, "1-D"),
+    "negative scalar": (-2.0, ValueError, "negative"),
+    "zero scalar": (0.0, ValueError, "all zeros"),
 }
 
 

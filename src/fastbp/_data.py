@@ -209,12 +209,12 @@ def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: 
 
     The rules of scikit-learn's ``_check_sample_weight`` (with
     ``ensure_non_negative=True``): a 1-D array of real numbers, one per
-    sample, finite, non-negative and not all zero. A scalar is not accepted
-    (it would only rescale nothing: weights are normalised by their sum).
+    sample, finite, non-negative and not all zero; a scalar weighs every
+    sample alike (as scikit-learn broadcasts it).
 
     Parameters
     ----------
-    sample_weight : array-like of shape (n_samples,) or None
+    sample_weight : array-like of shape (n_samples,), float or None
         The weights w_i.
     n_samples : int
         The number of samples they must match.
@@ -231,8 +231,11 @@ def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: 
     if sample_weight is None:
         return None
     weights = _as_real_array(sample_weight, name)
+    if weights.ndim == 0:
+        weights = np.full(n_samples, weights)
     if weights.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of one weight per sample, got "
+        raise ValueError(f"{name} must be a 1-D array of one weight per sample or a scalar, "
+                         f"got "
                          f"{weights.ndim} dimensions (shape {weights.shape})")
     if weights.shape[0] != n_samples:
         raise ValueError(f"{name} has {weights.shape[0]} weights for {n_samples} samples: "

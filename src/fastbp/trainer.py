@@ -396,11 +396,12 @@ class Trainer:
         ----------
         X : array-like of shape (n_samples, n_0)
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
-        sample_weight : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,) or float, optional
             Weights w_i >= 0, finite, not all zero: J's data term is then
             ``sum_i w_i C_i / sum_i w_i``, and its gradients
             ``(delta^T A) / sum_i w_i`` with each row of delta^L scaled by
-            its w_i (scikit-learn's ``_backprop``). None weighs every sample 1.
+            its w_i (scikit-learn's ``_backprop``). None weighs every sample 1;
+            a scalar weighs every sample alike.
 
         Returns
         -------
@@ -434,7 +435,7 @@ class Trainer:
             The batch's inputs.
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
             The batch's targets.
-        sample_weight : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,) or float, optional
             Per-sample weights, as in `loss_and_gradients`.
 
         Returns
@@ -472,7 +473,7 @@ class Trainer:
         ----------
         X : array-like of shape (n_samples, n_0)
         Y : array-like of shape (n_samples, n_L), or (n_samples,) class labels
-        sample_weight : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,) or float, optional
             Per-sample weights: the loss's data term is then
             ``sum_i w_i C_i / sum_i w_i`` and the accuracy the weight share
             of the correct predictions (scikit-learn's weighted score).
@@ -544,7 +545,7 @@ class Trainer:
             where it is cheaper than the product and l2 = 0, and otherwise
             from one more outer product per layer and batch (up to ~1.5x
             the epoch's arithmetic).
-        sample_weight : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,) or float, optional
             Per-sample weights w_i (finite, >= 0, not all zero), gathered
             with their rows into each batch: each batch's J is
             ``sum_{i in B} w_i C_i / sum_{i in B} w_i`` + penalties, with
