@@ -84,28 +84,31 @@ def gemm_rate(dtype, size=GEMM_SIZE, repeats=3):
     return rate
 
 
-def _copy_seconds(n_bytes, threads, repeats, inner):
-    """Best wall time of `inner` copies of n_bytes in total, split over `threads` threads."""
-    share = max(n_bytes // threads // 8, 1)
-    pairs = [(np.ones(share), np.empty(share)) for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
+def _best_parallel_seconds(pairs, kernel, repeats, warm=False):
+    """Best wall time of kernel(source, target) run on every pair at once, one thread each.
+
+    One pair runs in this thread (after a warm-up call when `warm`); several
+    start together at a barrier and the clock stops when the last finishes.
+    """
+    if len(pairs) == 1:
+        source, target = pairs[0]
+        if warm:
+            kernel(source, target)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            kernel(source, target)
+            best = min(best, time.perf_counter() - started)
+        return best
+    barrier = threading.Barrier(len(pairs) + 1)
 
     def work(source, target):
         barrier.wait()
-        for _ in range(inner):
-            np.copyto(target, source)
+        kernel(source, target)
         barrier.wait()
 
     best = float("inf")
     for _ in range(repeats):
-        if threads == 1:
-            source, target = pairs[0]
-            np.copyto(target, source)
-            started = time.perf_counter()
-            for _ in range(inner):
-                np.copyto(target, source)
-            best = min(best, time.perf_counter() - started)
-            continue
         workers = [threading.Thread(target=work, args=pair) for pair in pairs]
         for worker in workers:
             worker.start()
@@ -115,7 +118,19 @@ def _copy_seconds(n_bytes, threads, repeats, inner):
         best = min(best, time.perf_counter() - started)
         for worker in workers:
             worker.join()
-    return best, share * 8 * threads
+    return best
+
+
+def _copy_seconds(n_bytes, threads, repeats, inner):
+    """Best wall time of `inner` copies of n_bytes in total, split over `threads` threads."""
+    share = max(n_bytes // threads // 8, 1)
+    pairs = [(np.ones(share), np.empty(share)) for _ in range(threads)]
+
+    def copies(source, target):
+        for _ in range(inner):
+            np.copyto(target, source)
+
+    return _best_parallel_seconds(pairs, copies, repeats, warm=True), share * 8 * threads
 
 
 def _accumulate_seconds(n_bytes, threads, repeats, rows):
@@ -128,31 +143,11 @@ def _accumulate_seconds(n_bytes, threads, repeats, rows):
     """
     share = max(n_bytes // threads // 16, 1)
     pairs = [(np.ones(share), np.zeros(share)) for _ in range(threads)]
-    barrier = threading.Barrier(threads + 1)
 
-    def work(source, target):
-        barrier.wait()
+    def accumulate(source, target):
         np.add.reduce(np.broadcast_to(source, (rows, share)), axis=0, out=target)
-        barrier.wait()
 
-    best = float("inf")
-    for _ in range(repeats):
-        if threads == 1:
-            source, target = pairs[0]
-            started = time.perf_counter()
-            np.add.reduce(np.broadcast_to(source, (rows, share)), axis=0, out=target)
-            best = min(best, time.perf_counter() - started)
-            continue
-        workers = [threading.Thread(target=work, args=pair) for pair in pairs]
-        for worker in workers:
-            worker.start()
-        barrier.wait()
-        started = time.perf_counter()
-        barrier.wait()
-        best = min(best, time.perf_counter() - started)
-        for worker in workers:
-            worker.join()
-    return best, 3 * share * 8 * threads * rows
+    return _best_parallel_seconds(pairs, accumulate, repeats), 3 * share * 8 * threads * rows
 
 
 def copy_bandwidth(working_set, repeats=3, target_seconds=0.02):
