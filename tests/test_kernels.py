@@ -436,7 +436,8 @@ def test_penalty_is_the_l2_and_l1_terms_of_J(dtype):
 
 def test_needs_gradients_only_outside_the_fused_sgd_paths():
     rule = dict(kind=_kernels.SGD, learning_rate=0.1, l2=1e-3, l1=0.0, weight_decay=0.0,
-                momentum=0.9, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8)
+                momentum=0.9, nesterov=False, rho=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                bias_corrected_epsilon=True)
     assert not _kernels.needs_gradients(rule)
     assert not _kernels.needs_gradients(dict(rule, momentum=0.0))
     for change in (dict(l1=1e-4), dict(weight_decay=0.01), dict(nesterov=True),

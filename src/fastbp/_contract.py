@@ -41,6 +41,8 @@ __all__ = [
     "INITS",
     "ACTIVATION_CODES",
     "LOSS_CODES",
+    "LOSS_OUTPUTS",
+    "check_loss_output",
     "NETWORK_CONSTRAINTS",
     "TRAINER_CONSTRAINTS",
     "TRAINER_RULES",
@@ -50,8 +52,9 @@ __all__ = [
 # ------------------------------------------------------------------- names
 
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
-LOSSES = ("mse", "cross_entropy")
+# exp is the log link of Poisson regression: outputs in (0, inf)
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity", "exp")
+LOSSES = ("mse", "cross_entropy", "poisson")
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy")
 DTYPES = ("float32", "float64")
@@ -62,8 +65,12 @@ INITS = ("normal", "glorot_uniform")
 # What the kernels call them
 ACTIVATION_CODES = {"identity": _kernels.IDENTITY, "sigmoid": _kernels.SIGMOID,
                     "tanh": _kernels.TANH, "relu": _kernels.RELU,
-                    "softmax": _kernels.SOFTMAX}
-LOSS_CODES = {"mse": _kernels.MSE, "cross_entropy": _kernels.CROSS_ENTROPY}
+                    "softmax": _kernels.SOFTMAX, "exp": _kernels.EXP}
+LOSS_CODES = {"mse": _kernels.MSE, "cross_entropy": _kernels.CROSS_ENTROPY,
+              "poisson": _kernels.POISSON}
+#: the outputs each loss is defined on (None: any)
+LOSS_OUTPUTS: dict[str, tuple[str, ...] | None] = {
+    "mse": None, "cross_entropy": ("sigmoid", "softmax"), "poisson": ("exp",)}
 
 # ------------------------------------------------------------ constraints
 
@@ -294,6 +301,23 @@ FIT_CONSTRAINTS: dict[str, Constraint] = {
     "verbose": Interval(Integral, 0, 2, closed="both"),
     "validation_split": Interval(Real, 0, 1, closed="left"),
 }
+
+
+def check_loss_output(loss: str, output: str) -> None:
+    """ValueError unless `loss` is defined on a network with output `output`."""
+    allowed = LOSS_OUTPUTS[loss]
+    if allowed is None or output in allowed:
+        return
+    if loss == "cross_entropy":
+        raise ValueError(
+            f"loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
+            f"'softmax' in the Network, or loss='mse' (the network has output={output!r})"
+        )
+    raise ValueError(
+        f"loss='poisson' needs the exp output (the log link): use output='exp' in the "
+        f"Network (the network has output={output!r})"
+    )
+
 
 # ------------------------------------------------------------- monitoring
 

@@ -21,9 +21,11 @@ SIGMOID: Final[int]
 TANH: Final[int]
 RELU: Final[int]
 SOFTMAX: Final[int]
+EXP: Final[int]
 # loss codes
 MSE: Final[int]
 CROSS_ENTROPY: Final[int]
+POISSON: Final[int]
 # update-rule kinds (the `kind` of a rule dict)
 SGD: Final[int]
 RMSPROP: Final[int]

@@ -37,10 +37,12 @@ cpdef enum:             # activations f_l
     TANH = 2
     RELU = 3
     SOFTMAX = 4
+    EXP = 5             # output only: the log link of Poisson regression
 
 cpdef enum:             # losses
     MSE = 0
     CROSS_ENTROPY = 1
+    POISSON = 2         # half Poisson deviance, with an EXP output
 
 cpdef enum:             # rule kinds (fbp_rule.kind); adamw is ADAM with a weight decay
     SGD = 0
@@ -106,9 +108,11 @@ cdef extern from "fbp_rules.h" nogil:
         double beta1
         double beta2
         double epsilon
+        bint bias_corrected_epsilon
     ctypedef struct fbp_step:
         double correction1
         double correction2
+        double epsilon
     void fbp_dadd_penalty(double* g, const double* w, size_t n, const fbp_rule* r)
     void fbp_sadd_penalty(float* g, const float* w, size_t n, const fbp_rule* r)
     void fbp_dsgd(double* w, const double* g, double* velocity, size_t n,
@@ -138,7 +142,8 @@ cdef extern from "fbp_rules.h" nogil:
 
 # The keys of train_epoch's `rule`: the fields of fbp_rule
 _RULE_KEYS = frozenset(["kind", "learning_rate", "l2", "l1", "weight_decay", "momentum",
-                        "nesterov", "rho", "beta1", "beta2", "epsilon"])
+                        "nesterov", "rho", "beta1", "beta2", "epsilon",
+                        "bias_corrected_epsilon"])
 
 # Batches of at most this many rows use the register-blocked kernels of
 # fbp_gemm.h for their two big products instead of BLAS, whose packing
@@ -294,6 +299,9 @@ cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t m,
                 t = row[j] + b[j]
                 # written so that a NaN stays NaN and divergence is seen
                 row[j] = 0 if t < 0 else t
+        elif activation == EXP:
+            for j in range(n):
+                row[j] = _exp(row[j] + b[j])
         elif activation == SOFTMAX:
             # subtract the row max so exp never overflows
             top = row[0] + b[0]
@@ -379,6 +387,21 @@ cdef double _output_row(floating* a, const floating* b, const floating* y,
             else:
                 cost += 0.5 * g * g
                 delta[j] = g * a[j] * (1 - a[j])
+    elif output == EXP:
+        for j in range(n):
+            z = a[j] + b[j]
+            a[j] = _exp(z)
+            g = a[j] - y[j]
+            if loss == POISSON:
+                # half deviance y log(y / a) - y + a, with log a = z exactly;
+                # the canonical link makes delta^L = a - y
+                if y[j] > 0:
+                    cost += y[j] * (_log(y[j]) - z)
+                cost += g
+                delta[j] = g
+            else:
+                cost += 0.5 * g * g
+                delta[j] = g * a[j]
     else:
         for j in range(n):
             a[j] += b[j]
@@ -954,7 +977,9 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
 
     `rule` is a dict with exactly the keys kind (SGD, RMSPROP or ADAM),
     learning_rate, l2, l1, weight_decay, momentum, nesterov, rho, beta1,
-    beta2 and epsilon. grads, moment1 and moment2 have the layout of params,
+    beta2, epsilon and bias_corrected_epsilon (Adam: True adds epsilon to
+    sqrt(vhat); False to sqrt(v) before the bias correction, the
+    epsilon-hat form of Kingma and Ba that scikit-learn and Keras use). grads, moment1 and moment2 have the layout of params,
     or are empty where the rule does not use them: grads is scratch for the
     gradient of the rules that need one (see needs_gradients); moment1 is the
     running sum of gradients (sgd momentum's velocity, adam's first moment);
@@ -963,7 +988,12 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     bias correction uses step + 1 for the first batch).
 
     After every batch, progress[0:3] holds (batches done, sum of m_B * J_B
-    so far, correct predictions so far). With check_signals, the GIL is
+    so far, correct predictions so far). A `progress` of 5 entries also
+    gains, batch by batch, the two terms of J_B weighed by the batch's row
+    count m_B (not its weight sum): progress[3] += m_B * (data term of J_B),
+    progress[4] += m_B * (penalty term of J_B), the sums of scikit-learn's
+    loss_ (its accumulated batch_loss * batch size); they are added to, not
+    reset. With check_signals, the GIL is
     taken every few milliseconds of work to run Python's signal handlers:
     a KeyboardInterrupt then propagates from here, between two batches, so
     the parameters are those after the last completed update and `progress`
@@ -1006,7 +1036,8 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
     cdef Py_ssize_t start, stop, m, i, n_correct = 0, batches = 0, check_every
     cdef Py_ssize_t bad_row
     cdef bint gather = order.shape[0] > 0, finite = True
-    cdef double total = 0, penalty, correct_weight = 0, weight_sum
+    cdef double total = 0, penalty, correct_weight = 0, weight_sum, data
+    cdef bint split = progress.shape[0] >= 5
     cdef const floating* sw = NULL
     cdef fbp_rule r = _as_rule(rule)
     cdef fbp_rule batch_rule = r    # r with this batch's l2 (l2_per_sample)
@@ -1113,14 +1144,24 @@ def train_epoch(floating[::1] params, floating[::1] grads, floating[::1] moment1
                 if r.kind == ADAM:
                     corrections.correction1 = 1 / (1 - pow(r.beta1, <double> step))
                     corrections.correction2 = 1 / (1 - pow(r.beta2, <double> step))
+                    # Kingma and Ba's epsilon-hat form (scikit-learn's, Keras'):
+                    # lr c1 m / (sqrt(c2) (sqrt(v) + eps)) is lr (m c1) / (sqrt(v c2)
+                    # + eps sqrt(c2))
+                    corrections.epsilon = r.epsilon if r.bias_corrected_epsilon else (
+                        r.epsilon * sqrt(corrections.correction2))
                 penalty = _penalty(&params[0], &sizes[0], n_layers, batch_rule.l2, r.l1)
-                total += _batch(&buf, x, y, sw, m, mode, &batch_rule, &corrections,
-                                &n_correct, &correct_weight) + buf.denominator * penalty
+                data = _batch(&buf, x, y, sw, m, mode, &batch_rule, &corrections,
+                              &n_correct, &correct_weight)
+                total += data + buf.denominator * penalty
                 start = stop
                 batches += 1
                 progress[0] = batches
                 progress[1] = total
                 progress[2] = correct_weight if weighted else n_correct
+                if split:
+                    # J_B's two terms, each weighed by the batch's row count
+                    progress[3] += m * (data / buf.denominator)
+                    progress[4] += m * penalty
                 if check_signals and batches % check_every == 0:
                     with gil:
                         PyErr_CheckSignals()
@@ -1177,7 +1218,8 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
 
     # only the penalties of a rule matter for the gradients
     r = fbp_rule(kind=SGD, learning_rate=0, l2=l2, l1=l1, weight_decay=0, momentum=0,
-                 nesterov=False, rho=0, beta1=0, beta2=0, epsilon=0)
+                 nesterov=False, rho=0, beta1=0, beta2=0, epsilon=0,
+                 bias_corrected_epsilon=True)
     _bind(&buf, <floating*> &params[0], &grads[0], NULL, NULL, &work[0], sizes,
           activations, loss, m)
     buf.denominator = weight_sum

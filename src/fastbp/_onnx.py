@@ -62,7 +62,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 
 _HIDDEN_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "identity": None}
-_OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "identity": None}
+_OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "identity": None, "exp": "Exp"}
 
 Source = Union[Network, Model, str, "os.PathLike[str]"]
 

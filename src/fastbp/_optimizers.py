@@ -103,6 +103,7 @@ class Optimizer:
             "kind": self.kind, "learning_rate": float(learning_rate), "l2": float(l2),
             "l1": float(l1), "weight_decay": self.decay, "momentum": 0.0, "nesterov": False,
             "rho": 0.9, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+            "bias_corrected_epsilon": True,
         }
 
     def moments(self) -> tuple[FloatArray, FloatArray]:

@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")  # hidden layers
-OUTPUTS = ("sigmoid", "softmax", "identity")
-LOSSES = ("mse", "cross_entropy")
+OUTPUTS = ("sigmoid", "softmax", "identity", "exp")
+LOSSES = ("mse", "cross_entropy", "poisson")
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 
 
@@ -84,12 +84,14 @@ def _hidden_activations(activation: str | Sequence[str], n_layers: int) -> list[
 def _check_output_and_loss(output: str, loss_name: str) -> None:
     _check_option("output", output, OUTPUTS)
     _check_option("loss", loss_name, LOSSES)
-    if loss_name == "cross_entropy" and output == "identity":
+    if loss_name == "cross_entropy" and output not in ("sigmoid", "softmax"):
         raise ValueError(
             "loss='cross_entropy' needs output 'sigmoid' or 'softmax' "
-            "(outputs in (0, 1)), got output='identity'; use loss='mse' "
+            f"(outputs in (0, 1)), got output={output!r}; use loss='mse' "
             "for an identity output"
         )
+    if loss_name == "poisson" and output != "exp":
+        raise ValueError(f"loss='poisson' needs output 'exp' (the log link), got {output!r}")
 
 
 def _as_dtype(array: ArrayLike, dtype: DTypeLike) -> Array:
@@ -134,6 +136,8 @@ def _apply(name: str, Z: Array) -> Array:
         return np.maximum(Z, 0)
     if name == "softmax":
         return _softmax(Z)
+    if name == "exp":
+        return np.exp(Z)
     return Z  # identity: Z^l is a fresh array already
 
 
@@ -171,6 +175,10 @@ def _costs(A_out: Array, Z_out: Array, Y: Array, output: str, loss_name: str) ->
     if loss_name == "mse":
         # C = 1/2 sum_k (a_k - y_k)^2
         return 0.5 * np.sum((A_out - Y) ** 2, axis=1)
+    if loss_name == "poisson":
+        # half deviance C = sum_k y_k log(y_k / a_k) - y_k + a_k, log a_k = z_k
+        log_y = np.log(np.where(Y > 0, Y, 1))
+        return np.sum(Y * (log_y - Z_out) - Y + A_out, axis=1)
     if output == "softmax":
         # C = -sum_k y_k log a_k, log a from Z by log-sum-exp
         return -np.sum(Y * _log_softmax(Z_out), axis=1)
@@ -281,9 +289,13 @@ def loss(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike, Y: Arr
 def _output_delta(A_out: Array, Y: Array, output: str, loss_name: str) -> Array:
     """delta^L = g'(A^L) * dC/dA^L, shape (m, n_L)."""
     G = A_out - Y  # dC/dA^L for mse
-    if loss_name == "cross_entropy" or output == "identity":
-        # softmax + CE, sigmoid + CE and identity + mse all reduce to A^L - Y
+    if loss_name in ("cross_entropy", "poisson") or output == "identity":
+        # softmax + CE, sigmoid + CE, exp + poisson and identity + mse: the
+        # canonical links, all A^L - Y
         return G
+    if output == "exp":
+        # exp + mse: delta^L = (A^L - Y) * a
+        return G * A_out
     if output == "sigmoid":
         # delta^L = (A^L - Y) * a (1 - a)
         return G * A_out * (1 - A_out)

@@ -63,11 +63,12 @@ class Model:
             raise TypeError(f"network must be a fastbp.Network, got {type(network).__name__}")
         n_inputs, n_outputs = network.layer_sizes[0], network.layer_sizes[-1]
         if task is None:
-            task = "regress" if network.output == "identity" else "classify"
+            task = "regress" if network.output in ("identity", "exp") else "classify"
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if task == "classify" and network.output == "identity":
-            raise ValueError("a classifier needs a sigmoid or softmax output, not identity")
+        if task == "classify" and network.output not in ("sigmoid", "softmax"):
+            raise ValueError(f"a classifier needs a sigmoid or softmax output, not "
+                             f"{network.output}")
         labels: NDArray[Any] | None = None
         if task == "classify":
             n_classes = 2 if n_outputs == 1 else n_outputs

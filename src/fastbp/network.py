@@ -44,8 +44,9 @@ class Network:
         ``[n_0, n_1, ..., n_L]``: inputs, hidden layers, outputs.
     activation : {'sigmoid', 'tanh', 'relu', 'identity'} or list of them
         Hidden-layer activation, or one per hidden layer.
-    output : {'sigmoid', 'softmax', 'identity'}
-        Output activation g.
+    output : {'sigmoid', 'softmax', 'identity', 'exp'}
+        Output activation g; 'exp' (outputs in (0, inf)) is the log link of
+        Poisson regression (``loss='poisson'``).
     dtype : {'float64', 'float32'}
         Precision of the parameters and of every computation.
     seed : int or None
@@ -303,8 +304,8 @@ class Network:
 
         With a sigmoid or softmax output, the class of each sample: the argmax
         of the outputs (with one sigmoid output, 1 where it is >= 0.5). With an
-        identity output the network regresses, and the predictions are its
-        output values.
+        identity or exp output the network regresses, and the predictions are
+        its output values.
 
         Parameters
         ----------
@@ -314,11 +315,11 @@ class Network:
         -------
         predictions : ndarray of shape (n_samples,)
             Class labels (int) for sigmoid and softmax outputs; for an
-            identity output, the values: shape (n_samples,) with one output,
+            identity or exp output, the values: shape (n_samples,) with one output,
             (n_samples, n_L) with several.
         """
         outputs = self.forward(X)
-        if self._output == "identity":
+        if self._output in ("identity", "exp"):
             return outputs[:, 0] if outputs.shape[1] == 1 else outputs
         if outputs.shape[1] == 1:
             return (outputs[:, 0] >= 0.5).astype(np.intp)

@@ -26,6 +26,7 @@ from ._contract import (
     LOSS_CODES,
     TRAINER_CONSTRAINTS,
     TRAINER_RULES,
+    check_loss_output,
     check_params,
     check_rules,
     check_seed,
@@ -140,8 +141,10 @@ class Trainer:
     ----------
     network : Network
         The network to train; its parameters are updated in place.
-    loss : {'mse', 'cross_entropy'}
-        Per-sample cost C. cross_entropy needs a sigmoid or softmax output.
+    loss : {'mse', 'cross_entropy', 'poisson'}
+        Per-sample cost C. cross_entropy needs a sigmoid or softmax output;
+        poisson, the half Poisson deviance ``sum_k y_k log(y_k / a_k) - y_k +
+        a_k`` of counts or rates y >= 0, an exp output.
     learning_rate : float > 0
         Step size eta.
     batch_size : int >= 1
@@ -295,11 +298,7 @@ class Trainer:
         if not isinstance(self.schedule, Schedule):
             raise TypeError(f"schedule must be a fastbp.schedules.Schedule, got {self.schedule!r}")
         check_rules(params, TRAINER_RULES)
-        if self.loss == "cross_entropy" and self.network.output == "identity":
-            raise ValueError(
-                "loss='cross_entropy' needs outputs in (0, 1): use output='sigmoid' or "
-                "'softmax' in the Network, or loss='mse'"
-            )
+        check_loss_output(self.loss, self.network.output)
         self._valid_settings = settings
 
     def _check_data(self, X, Y, names=("X", "Y"), check_finite=True):
@@ -316,7 +315,14 @@ class Trainer:
                          check_finite=check_finite)
         Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
                                      name=names[1])
-        if net.output != "identity" and not is_labels:
+        if net.output == "exp" and not is_labels and float(Y.min()) < 0:
+            # exp outputs are positive: Poisson counts and rates are >= 0
+            raise ValueError(
+                f"{names[1]} holds negative values (down to {float(Y.min()):g}), outside "
+                f"the (0, inf) of an exp output: Poisson targets are counts or rates >= 0; "
+                f"for signed targets use output='identity' with loss='mse'"
+            )
+        if net.output in ("sigmoid", "softmax") and not is_labels:
             low, high = float(Y.min()), float(Y.max())
             if low < 0 or high > 1:
                 # sigmoid and softmax outputs live in (0, 1): such targets are
@@ -807,7 +813,7 @@ class Trainer:
         if self.network.output == "identity" and target_spread > 10:
             advice.append(f"scaling the targets (standard deviation up to {target_spread:.3g}; "
                           f"standardise them and undo it on the predictions)")
-        if self.loss == "mse" and self.network.output != "identity":
+        if self.loss == "mse" and self.network.output in ("sigmoid", "softmax"):
             advice.append("using loss='cross_entropy', the usual cost of sigmoid and softmax "
                           "outputs")
         message = (

@@ -37,11 +37,15 @@ typedef struct {
     double beta1;           /* adam: decay of the first moment */
     double beta2;           /* adam: decay of the second moment */
     double epsilon;         /* rmsprop, adam */
+    int bias_corrected_epsilon; /* adam: epsilon beside sqrt(v c2) (1) or, the
+                                   epsilon-hat form, sqrt(v) (0); see fbp_step */
 } fbp_rule;
 
 typedef struct {
     double correction1;     /* adam: 1 / (1 - beta1^t) at update t */
     double correction2;     /* adam: 1 / (1 - beta2^t) at update t */
+    double epsilon;         /* adam: the epsilon beside sqrt(v c2) at update t:
+                               epsilon, or epsilon sqrt(c2) in the epsilon-hat form */
 } fbp_step;
 
 /* sign(w) as selects of T constants: an int result would stop the float64
@@ -117,7 +121,7 @@ ATTR static void fbp_##S##adam##SUFFIX(T *restrict w, const T *restrict g,    \
     const T a = (T)r->beta1, rest_a = (T)(1 - r->beta1);                       \
     const T b = (T)r->beta2, rest_b = (T)(1 - r->beta2);                       \
     const T c1 = (T)step->correction1, c2 = (T)step->correction2;              \
-    const T eps = (T)r->epsilon;                                               \
+    const T eps = (T)step->epsilon;                                            \
     for (size_t i = 0; i < n; i++) {                                           \
         const T wi = w[i], grad = FBP_PENALIZED(T, g[i], wi, l2, l1);          \
         const T mi = a * m[i] + rest_a * grad;                                 \
