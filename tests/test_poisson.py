@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from fastbp import Network, Trainer, baseline
-from fastbp import _kernels
 from helpers import DTYPES, assert_close, assert_parameters_close, parameters_of
 
 SIZES = [4, 5, 2]
@@ -97,72 +96,3 @@ def test_onnx_export_applies_exp(tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (outputs,) = session.run(None, {session.get_inputs()[0].name: X})
     np.testing.assert_allclose(outputs, net.forward(X), rtol=1e-12)
-
-
-# --------------------------------------------------------- the kernel's extras
-
-
-def _rule(**settings):
-    rule = {"kind": _kernels.ADAM, "learning_rate": 0.01, "l2": 0.0, "l1": 0.0,
-            "weight_decay": 0.0, "momentum": 0.0, "nesterov": False, "rho": 0.9,
-            "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-3, "bias_corrected_epsilon": True}
-    rule.update(settings)
-    return rule
-
-
-def _epoch_arguments(net, X, Y):
-    params = net._params
-    Y = np.ascontiguousarray(Y)
-    return dict(params=params, grads=np.empty_like(params), moment1=np.zeros_like(params),
-                moment2=np.zeros_like(params), sizes=net._sizes, activations=net._codes,
-                loss=_kernels.POISSON, X=X, Y=Y, order=np.empty(0, dtype=np.intp),
-                batch_size=len(X), work=np.empty(_kernels.workspace_size(net._sizes, len(X))))
-
-
-@pytest.mark.parametrize("steps", [1, 3])
-def test_epsilon_hat_adam_is_scikit_learns_update(steps):
-    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
-    net, X, Y = counts_problem()
-    reference = net.copy()
-    arguments = _epoch_arguments(net, X, Y)
-    # epsilon large enough that where it sits changes the step
-    optimizer = AdamOptimizer([reference._params], learning_rate_init=0.01, epsilon=1e-3)
-    trainer = Trainer(reference, loss="poisson")
-    for step in range(steps):
-        _kernels.train_epoch(**arguments, progress=np.zeros(3),
-                             rule=_rule(bias_corrected_epsilon=False), step=step)
-        _, grad_w, grad_b = trainer.loss_and_gradients(X, Y)
-        gradient = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in
-                                   zip(grad_w, grad_b)])
-        optimizer.update_params([reference._params], [gradient])
-    np.testing.assert_allclose(net._params, reference._params, rtol=1e-12, atol=1e-15)
-
-    # the default form differs with this epsilon
-    other, _, _ = counts_problem()
-    _kernels.train_epoch(**_epoch_arguments(other, X, Y), progress=np.zeros(3), rule=_rule())
-    if steps == 1:
-        assert not np.allclose(other._params, net._params, rtol=1e-9, atol=0)
-
-
-def test_progress_splits_the_loss_by_row_counts():
-    net, X, Y = counts_problem(n_samples=11)
-    arguments = _epoch_arguments(net, X, Y)
-    arguments["batch_size"] = 4
-    weights = np.linspace(0.5, 2.0, len(X))
-    rule = _rule(kind=_kernels.SGD, l2=0.3, learning_rate=0.0)
-    reference = Trainer(net.copy(), loss="poisson", l2=0.3, l2_per_sample=True)
-    progress = np.zeros(5)
-    total, _ = _kernels.train_epoch(**arguments, progress=progress, rule=rule,
-                                    sample_weight=weights, l2_per_sample=True)
-    data = penalty = weighted = 0.0
-    for start in range(0, len(X), 4):
-        rows = slice(start, start + 4)
-        m, w = len(X[rows]), weights[rows]
-        J = reference.evaluate(X[rows], Y[rows], w)["loss"]
-        P = reference._penalty(w.sum())
-        data += m * (J - P)
-        penalty += m * P
-        weighted += w.sum() * J
-    assert progress[3] == pytest.approx(data, rel=1e-12)
-    assert progress[4] == pytest.approx(penalty, rel=1e-12)
-    assert total == pytest.approx(weighted, rel=1e-12)

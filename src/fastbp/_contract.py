@@ -275,7 +275,8 @@ TRAINER_CONSTRAINTS: dict[str, Constraint] = {
     "batch_size": Interval(Integral, 1, None, closed="left"),
     "l2": Interval(Real, 0, None, closed="left"),
     "optimizer": Options(OPTIMIZERS),
-    "momentum": Interval(Real, 0, 1, closed="left"),
+    # 1 included, as scikit-learn's MLP momentum is (no friction: rarely wise)
+    "momentum": Interval(Real, 0, 1, closed="both"),
     "shuffle": Options((True, False)),
     "l1": Interval(Real, 0, None, closed="left"),
     "l2_per_sample": Options((True, False)),

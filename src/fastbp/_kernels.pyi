@@ -80,6 +80,7 @@ def loss_and_gradients(
     l1: float = 0.0,
     sample_weight: NDArray[_F] | None = None,
     l2_per_sample: bool = False,
+    capacity: int = 0,
 ) -> tuple[float, float]: ...
 def forward(
     params: NDArray[_F],

@@ -55,6 +55,7 @@ cdef enum:
     FUSED_MOMENTUM = 1      # heavy-ball momentum, velocity updated by the GEMM
     GRADIENT_THEN_RULE = 2  # gradient into `grads`, then one fused pass of the rule
     GRADIENTS_ONLY = 3      # write dJ/dW, dJ/db into `grads`, no update
+    GRADIENTS_ADD = 4       # add the data terms of dJ/dW, dJ/db to `grads` (row blocks)
 
 
 cdef extern from "fbp_cpu.h" nogil:
@@ -733,6 +734,14 @@ cdef void _update_layer(Buffers* buf, Py_ssize_t l, const floating* delta, Py_ss
         for j in range(n_out):
             v[j] = mu * v[j] - rate * column_sums[j]
             b[j] += v[j]
+    elif mode == GRADIENTS_ADD:
+        # one block of a data set's rows: its share (1/m_total) (delta^l)^T A^{l-1}
+        gw = (<floating**> buf.GW)[l]
+        gb = (<floating**> buf.GB)[l]
+        _outer_update(delta, a, m, n_out, n_in, <floating> (1.0 / denominator), 1, gw,
+                      scratch)
+        for j in range(n_out):
+            gb[j] += column_sums[j] / <floating> denominator
     else:
         # dJ/dW^l = (1/m) (delta^l)^T A^{l-1} (+ penalties); dJ/db^l = (1/m) sum_rows delta^l
         gw = (<floating**> buf.GW)[l]
@@ -1179,18 +1188,23 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                        const Py_ssize_t[::1] sizes, const int[::1] activations,
                        int loss, const floating[:, ::1] X,
                        const floating[:, ::1] Y, floating[::1] work, double l2,
-                       double l1=0.0, sample_weight=None, bint l2_per_sample=False):
+                       double l1=0.0, sample_weight=None, bint l2_per_sample=False,
+                       Py_ssize_t capacity=0):
     """J on the batch (X, Y) and dJ/dW, dJ/db written into `grads`.
 
-    `work` must hold a batch of X.shape[0] rows. With sample_weight (one per
-    row, weights summing to W > 0), J = sum_i w_i C_i / W + penalties and the
-    gradients are normalised by W. Returns (J, n_correct), n_correct the
-    weight sum of the correct predictions with sample_weight. With
-    l2_per_sample the L2 coefficient is l2 / m (l2 / W with weights), as
-    train_epoch has it.
+    `work` must hold a batch of `capacity` rows (0: X.shape[0]); a larger X
+    is taken `capacity` rows at a time within the one GIL-free call, each
+    block adding its share of the data terms, and the result is the one
+    batch's (a full-batch solver's objective, in bounded memory). With
+    sample_weight (one per row, weights summing to W > 0), J = sum_i w_i C_i
+    / W + penalties and the gradients are normalised by W. Returns (J,
+    n_correct), n_correct the weight sum of the correct predictions with
+    sample_weight. With l2_per_sample the L2 coefficient is l2 / m (l2 / W
+    with weights), as train_epoch has it.
     """
-    cdef Py_ssize_t m = X.shape[0], n_correct = 0, i
-    cdef double total, correct_weight = 0, weight_sum = 0
+    cdef Py_ssize_t m = X.shape[0], n_correct = 0, i, start, rows, l, size, offset
+    cdef Py_ssize_t n_layers = sizes.shape[0] - 1
+    cdef double total = 0, correct_weight = 0, weight_sum = 0
     cdef const floating[::1] weights = sample_weight
     cdef const floating* sw = NULL
     cdef fbp_rule r
@@ -1200,7 +1214,11 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
     _check_data(X.shape[0], X.shape[1], Y.shape[0], Y.shape[1], sizes)
     if m == 0:
         raise ValueError("X must have at least one row")
-    _check_work(work.shape[0], sizes, m)
+    if capacity < 0:
+        raise ValueError("capacity must be >= 0")
+    if capacity == 0 or capacity > m:
+        capacity = m
+    _check_work(work.shape[0], sizes, capacity)
     if grads.shape[0] != params.shape[0]:
         raise ValueError("grads must have the layout of params")
     if weights is not None:
@@ -1221,13 +1239,34 @@ def loss_and_gradients(const floating[::1] params, floating[::1] grads,
                  nesterov=False, rho=0, beta1=0, beta2=0, epsilon=0,
                  bias_corrected_epsilon=True)
     _bind(&buf, <floating*> &params[0], &grads[0], NULL, NULL, &work[0], sizes,
-          activations, loss, m)
+          activations, loss, capacity)
     buf.denominator = weight_sum
     try:
         with nogil:
-            total = _batch(&buf, <floating*> &X[0, 0], &Y[0, 0], sw, m, GRADIENTS_ONLY,
-                           &r, NULL, &n_correct, &correct_weight) / weight_sum
-            total += _penalty(&params[0], &sizes[0], sizes.shape[0] - 1, l2, l1)
+            if capacity == m:
+                total = _batch(&buf, <floating*> &X[0, 0], &Y[0, 0], sw, m, GRADIENTS_ONLY,
+                               &r, NULL, &n_correct, &correct_weight)
+            else:
+                for i in range(grads.shape[0]):
+                    grads[i] = 0
+                start = 0
+                while start < m:
+                    rows = min(capacity, m - start)
+                    total += _batch(&buf, <floating*> &X[start, 0], &Y[start, 0],
+                                    sw + start if sw != NULL else NULL, rows, GRADIENTS_ADD,
+                                    &r, NULL, &n_correct, &correct_weight)
+                    start += rows
+                if <floating> l2 != 0 or <floating> l1 != 0:
+                    offset = 0
+                    for l in range(1, n_layers + 1):
+                        size = sizes[l - 1] * sizes[l]
+                        if floating is float:
+                            fbp_sadd_penalty(&grads[offset], &params[offset], size, &r)
+                        else:
+                            fbp_dadd_penalty(&grads[offset], &params[offset], size, &r)
+                        offset += size + sizes[l]
+            total = total / weight_sum
+            total += _penalty(&params[0], &sizes[0], n_layers, l2, l1)
     finally:
         _unbind(&buf)
     if sw != NULL:

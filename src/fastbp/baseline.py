@@ -414,7 +414,7 @@ def _check_optimizer_arguments(optimizer: str, momentum: float, nesterov: bool, 
     """ValueError naming the first bad optimizer argument; changes nothing."""
     _check_option("optimizer", optimizer, OPTIMIZERS)
     checks = [
-        ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
+        ("momentum", momentum, 0 <= momentum <= 1, "in [0, 1]"),
         ("l1", l1, l1 >= 0, ">= 0"),
         ("weight_decay", weight_decay, weight_decay is None or weight_decay >= 0,
          "None or >= 0"),
@@ -503,7 +503,7 @@ def train_epoch(weights: Sequence[Array], biases: Sequence[Array], X: ArrayLike,
         Mini-batch size b.
     l2 : float >= 0
         L2 penalty lambda on the weights.
-    momentum : float in [0, 1)
+    momentum : float in [0, 1]
         mu of ``sgd``; 0 is plain SGD.
     velocities : list of 2L ndarrays, optional
         [v_W1, ..., v_WL, v_b1, ..., v_bL], shapes matching the parameters,

@@ -82,6 +82,10 @@ class _Outcome(NamedTuple):
     n_correct: float    # correct predictions (their weight sum), each before its batch's update
     finite: bool        # loss and parameters finite at the end
     grad_norms: list | None = None  # per layer, ||dJ/dW^l||_F averaged over the batches
+    # J_B's data and penalty terms summed with weights m_B, the row counts even with
+    # sample weights (what scikit-learn's loss_ sums)
+    rows_data: float = 0.0
+    rows_penalty: float = 0.0
 
 
 def _formatted(value):
@@ -166,7 +170,7 @@ class Trainer:
           W <- W - eta mhat / (sqrt(vhat) + epsilon)`` with the bias-corrected
           ``mhat = m / (1 - beta1^t)``, ``vhat = v / (1 - beta2^t)``.
         - ``adamw``: adam with decoupled weight decay (default 0.01).
-    momentum : float in [0, 1)
+    momentum : float in [0, 1]
         Momentum of ``sgd``; 0 is plain SGD,
         ``W <- (1 - eta l2) W - (eta/m) delta^T A``.
     shuffle : bool
@@ -777,7 +781,9 @@ class Trainer:
         assert optimizer is not None, "_run_epoch runs inside _rollback, which readies it"
         rule = optimizer.rule(learning_rate, self.l2, self.l1)
         moment1, moment2 = optimizer.moments()
-        counts = np.zeros(3)    # batches done, sum of m_B J_B, correct predictions
+        # batches done, sum of m_B J_B, correct predictions, and J_B's data and
+        # penalty terms weighed by row counts
+        counts = np.zeros(5)
         norms = np.zeros(len(net._sizes) - 1) if grad_norms else None
         try:
             total, n_correct = _kernels.train_epoch(
@@ -795,7 +801,7 @@ class Trainer:
         if norms is not None:
             norms = (norms / max(int(counts[0]), 1)).tolist()
         return _Outcome(total, n_correct, bool(np.isfinite(total)) and all_finite(net._params),
-                        norms)
+                        norms, float(counts[3]), float(counts[4]))
 
     def _diverged(self, where, learning_rate, stacklevel, X, Y):
         """Raise DivergenceError, or with on_divergence='warn' warn and stop the fit.
