@@ -169,12 +169,15 @@ class _BaseMLP(BaseEstimator):
 
     # ----------------------------------------------------------- the network
 
-    def _network_for(self, dtype: Any = None) -> Network:
+    def _network_for(self, dtype: Any = None, rebind: bool = True) -> Network:
         """The Network holding coefs_ and intercepts_, built or refreshed from them.
 
-        coefs_[i] (n_in, n_out) and intercepts_[i] are views into the
-        network's parameters; arrays a user put in their place are checked
-        and copied in, so that training and prediction start from them.
+        After training, coefs_[i] (n_in, n_out) and intercepts_[i] are views
+        into the network's parameters; arrays a user put in their place are
+        checked and copied in, so that training and prediction start from
+        them. With rebind (training), coefs_ and intercepts_ become the views
+        again; without (prediction), the estimator's attributes are left as
+        they are.
         """
         coefs, intercepts = list(self.coefs_), list(self.intercepts_)
         if len(coefs) < 1 or len(coefs) != len(intercepts):
@@ -212,12 +215,15 @@ class _BaseMLP(BaseEstimator):
                     raise ValueError(f"intercepts_[{k}] must have shape ({sizes[k + 1]},), "
                                      f"got {bias.shape}")
                 net.biases[k][...] = bias
-        coef_views = [W.T for W in net.weights]
-        intercept_views = list(net.biases)
-        self._network = net
-        self._views = (coef_views, intercept_views)
-        self.coefs_ = list(coef_views)
-        self.intercepts_ = list(intercept_views)
+        if views is not None and not rebind:
+            return net
+        if views is None:
+            views = ([W.T for W in net.weights], list(net.biases))
+            self._network = net
+            self._views = views
+        if rebind:
+            self.coefs_ = list(views[0])
+            self.intercepts_ = list(views[1])
         return net
 
     def _out_activation(self) -> str:
@@ -233,6 +239,11 @@ class _BaseMLP(BaseEstimator):
             state["coefs_"] = [np.array(c) for c in state["coefs_"]]
             state["intercepts_"] = [np.array(b) for b in state["intercepts_"]]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "coefs_" in state:
+            self._network_for()
 
     # ---------------------------------------------------------------- fitting
 
@@ -452,13 +463,25 @@ class _BaseMLP(BaseEstimator):
         """(training part, validation part or None): scikit-learn's early-stopping split."""
         if not self.early_stopping:
             return (X, Y, sample_weight), None
-        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        n = X.shape[0]
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n_val < 2 or n - n_val < 1:
+            raise ValueError(
+                f"The validation set is too small: validation_fraction="
+                f"{self.validation_fraction} of n_samples={n} holds {n_val} sample(s), and "
+                f"early stopping needs at least 2 (and 1 left to train on). Increase "
+                f"'validation_fraction' or the size of your dataset.")
+        stratify = None
+        if is_classifier(self) and self.n_outputs_ == 1:
+            # scikit-learn's stratified split (binary targets) where one can be
+            # made; on data too small for one, a plain random split
+            counts = np.bincount(Y[:, 0].astype(np.intp), minlength=2)
+            classes = int(np.count_nonzero(counts))
+            if counts[counts > 0].min() >= 2 and min(n_val, n - n_val) >= classes:
+                stratify = Y
         arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
         parts = train_test_split(*arrays, random_state=self._random_state,
                                  test_size=self.validation_fraction, stratify=stratify)
-        if parts[1].shape[0] < 2:
-            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
-                             "or the size of your dataset.")
         X_train, X_val, Y_train, Y_val = parts[:4]
         sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
         return ((X_train, np.ascontiguousarray(Y_train), sw_train),
@@ -602,7 +625,7 @@ class _BaseMLP(BaseEstimator):
         """The output activations of X (validated unless check_input is False)."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        net = self._network_for()
+        net = self._network_for(rebind=False)
         if not sp.issparse(X):
             return net._forward(np.ascontiguousarray(X, dtype=net.dtype))[0]
         X = X.tocsr()
@@ -625,10 +648,14 @@ class _BaseMLP(BaseEstimator):
 
     _score_function = staticmethod(accuracy_score)
 
-    def _stochastic(self) -> bool:
+    def _incremental(self) -> bool:
+        """partial_fit's availability: stochastic solvers, without early stopping."""
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
+        if self.early_stopping:
+            raise AttributeError("partial_fit is not available with early_stopping=True: "
+                                 "an epoch of one chunk has no validation set to stop on")
         return True
 
     def __sklearn_tags__(self) -> Any:
@@ -807,7 +834,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(_BaseMLP._incremental)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None,
                     classes: Any = None) -> MLPClassifier:
         """One epoch over (X, y) from the current weights (sgd and adam).
@@ -841,6 +868,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Probability of each class in classes_ (columns), per sample (rows)."""
         check_is_fitted(self)
         y_pred = self._forward(X)
+        if self.out_activation_ == "logistic":
+            # a logistic output lies in (0, 1), but rounds to 0 or 1 past |z| ~ 37 (float64)
+            # or ~ 17 (float32): kept inside by one unit in the last place
+            tiny = np.finfo(y_pred.dtype)
+            np.clip(y_pred, tiny.tiny, 1 - tiny.epsneg, out=y_pred)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
@@ -924,7 +956,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(_BaseMLP._incremental)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over (X, y) from the current weights (sgd and adam)."""
         return self._fit(X, y, sample_weight, incremental=True)
