@@ -161,6 +161,13 @@ class _BaseMLP(BaseEstimator):
     epsilon: float
     n_iter_no_change: Any
     max_fun: int
+    # fitted
+    coefs_: list[Any]
+    intercepts_: list[Any]
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    best_loss_: float | None
 
     def _set_params_of(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -289,20 +296,20 @@ class _BaseMLP(BaseEstimator):
              classes: Any = None) -> _BaseMLP:
         """fit and partial_fit: all checks first; a refused call changes nothing."""
         # lists copied: training appends to loss_curve_ and validation_scores_
-        saved = {name: list(value) if isinstance(value, list) else value
-                 for name, value in self.__dict__.items()}
-        net = saved.get("_network")
+        saved: dict[str, Any] = {name: list(value) if isinstance(value, list) else value
+                                 for name, value in self.__dict__.items()}
+        net: Network | None = saved.get("_network")
         params = None if net is None else net.get_parameters()
-        optimizer = saved.get("_optimizer")
+        optimizer: Optimizer | None = saved.get("_optimizer")
         snapshot = None if optimizer is None else optimizer.snapshot()
         try:
             return self._fit_checked(X, y, sample_weight, incremental, classes)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
-            if params is not None:
+            if net is not None and params is not None:
                 net.set_parameters(params)
-            if snapshot is not None:
+            if optimizer is not None and snapshot is not None:
                 optimizer.restore(snapshot)
             raise
 
@@ -492,6 +499,7 @@ class _BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, net: Network, validation: Any) -> None:
         if validation is not None:
+            assert self.validation_scores_ is not None and self.best_validation_score_ is not None
             X_val, y_val, sw_val = validation
             score = self._score_unchecked(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
@@ -505,6 +513,8 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = score
                 self._best_params = net.get_parameters()
             return
+        if self.best_loss_ is None:     # a warm start after a fit with early stopping
+            self.best_loss_ = np.inf
         if self.loss_curve_[-1] > self.best_loss_ - self.tol:
             self._no_improvement_count += 1
         else:
