@@ -6,8 +6,9 @@
 The reference is generated so that it cannot drift from the code; a test
 runs ``--check``. Everything in ``fastbp.__all__`` is documented, classes
 with their public methods and properties, plus the public functions of
-fastbp.schedules and fastbp.callbacks that are not re-exported, and the
-picture functions of fastbp.plots.
+fastbp.schedules and fastbp.callbacks that are not re-exported, the
+picture functions of fastbp.plots, and the scikit-learn estimators of
+fastbp.sklearn with their public methods.
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def _members(cls):
                 else "staticmethod"
         elif inspect.isfunction(value):
             yield name, value, "method"
+        elif inspect.isfunction(getattr(value, "fn", None)):
+            # scikit-learn's available_if: a method that only some settings offer
+            yield name, value.fn, "method"
 
 
 def render():
     import fastbp
     from fastbp import callbacks, plots, schedules
+    from fastbp import sklearn as estimators
 
     parts = [INTRO]
     names = list(fastbp.__all__)
@@ -72,6 +77,7 @@ def render():
               if n not in names and inspect.isfunction(getattr(callbacks, n))]
     extra += [("fastbp.plots", plots, n) for n in plots.__all__
               if inspect.isfunction(getattr(plots, n))]
+    extra += [("fastbp.sklearn", estimators, n) for n in estimators.__all__]
     parts.append("## Contents\n")
     for name in names:
         obj = getattr(fastbp, name)
@@ -105,8 +111,15 @@ def render():
     for module, mod, name in extra:
         obj = getattr(mod, name)
         parts.append(f"## {module}.{name}\n")
-        parts.append(f"`{_signature(obj, name)}`\n")
+        kind = "class " if inspect.isclass(obj) else ""
+        parts.append(f"`{kind}{_signature(obj, name)}`\n")
         parts.append(_block(_doc(obj)))
+        if inspect.isclass(obj):
+            for member, value, what in _members(obj):
+                if what == "method":
+                    parts.append(f"### {name}.{member}\n")
+                    parts.append(f"`{_signature(value, member)}`\n")
+                    parts.append(_block(_doc(value)))
     return "\n".join(parts).rstrip() + "\n"
 
 
