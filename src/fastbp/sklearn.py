@@ -80,6 +80,9 @@ _DENSE_BLOCK_BYTES = 32 << 20
 _LBFGS_BLOCK_ROWS = 4096
 
 _EMPTY_ORDER = np.empty(0, dtype=np.intp)
+# warnings from a solver point at the user's fit or partial_fit: solver <
+# _fit_checked < _fit < fit < the caller
+_USER = 5
 
 
 class _EpsilonHatAdam(Adam):
@@ -197,6 +200,17 @@ class _BaseMLP(BaseEstimator):
             if coef.ndim != 2:
                 raise ValueError(f"coefs_[{k}] must be 2-D (n_in, n_out), got shape "
                                  f"{coef.shape}")
+            if k and coef.shape[0] != arrays[k - 1].shape[1]:
+                raise ValueError(f"coefs_[{k}] must have {arrays[k - 1].shape[1]} rows, the "
+                                 f"columns of coefs_[{k - 1}] {arrays[k - 1].shape}, got "
+                                 f"shape {coef.shape}")
+        # the ends are the fitted data's: n_features_in_ inputs, n_outputs_ outputs
+        ends = ((0, 0, "rows", "n_features_in_"), (len(arrays) - 1, 1, "columns", "n_outputs_"))
+        for k, axis, what, name in ends:
+            expected_size = self.__dict__.get(name)
+            if expected_size is not None and arrays[k].shape[axis] != expected_size:
+                raise ValueError(f"coefs_[{k}] must have {name}={expected_size} {what}, got "
+                                 f"shape {arrays[k].shape}")
         sizes = [int(arrays[0].shape[0])] + [int(c.shape[1]) for c in arrays]
         net = self.__dict__.get("_network")
         if dtype is None:
@@ -279,7 +293,10 @@ class _BaseMLP(BaseEstimator):
         self.__dict__.pop("_views", None)
         self.coefs_, self.intercepts_ = coefs, intercepts
         net = self._network_for(dtype)
-        self._best_params = net.get_parameters()
+        # the best epoch's weights: kept (and pickled) only where early stopping uses them
+        self.__dict__.pop("_best_params", None)
+        if self.early_stopping:
+            self._best_params = net.get_parameters()
         if self.solver in ("sgd", "adam"):
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -395,7 +412,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and getattr(self, "validation_scores_", None) is None:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
-        if not hasattr(self, "_best_params"):
+        if self.early_stopping and not hasattr(self, "_best_params"):
             self._best_params = net.get_parameters()
         (X_train, Y_train, sw_train), validation = self._split(X, Y, sample_weight)
         n_samples = X_train.shape[0]
@@ -404,7 +421,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
-                              "is going to be clipped")
+                              "is going to be clipped", stacklevel=_USER)
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         if not sp.issparse(X_train):
             X_train = np.ascontiguousarray(X_train, dtype=net.dtype)
@@ -445,9 +462,10 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                        f"and the optimization hasn't converged yet.", ConvergenceWarning)
+                        f"and the optimization hasn't converged yet.", ConvergenceWarning,
+                        stacklevel=_USER)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
+            warnings.warn("Training interrupted by user.", stacklevel=_USER)
         if self.early_stopping:
             net.set_parameters(self._best_params)
 
@@ -615,7 +633,7 @@ class _BaseMLP(BaseEstimator):
             if self.n_iter_ == self.max_iter:
                 message += ("\nIncrease the number of iterations to improve the convergence "
                             f"(max_iter={self.max_iter}).")
-            warnings.warn(message, ConvergenceWarning, stacklevel=4)
+            warnings.warn(message, ConvergenceWarning, stacklevel=_USER)
         self.loss_ = float(result.fun)
         net._params[...] = result.x
 
