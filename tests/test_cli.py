@@ -130,7 +130,7 @@ def assert_clean_exit(argv, capsys, *words):
         (["--learning-rate", "0"], ["learning_rate"]),
         (["--learning-rate", "nan"], ["learning_rate"]),
         (["--batch-size", "0"], ["batch_size"]),
-        (["--momentum", "1.0"], ["momentum"]),
+        (["--momentum", "1.5"], ["momentum"]),
         (["--l2", "-0.5"], ["l2"]),
         (["--hidden", "0"], ["layer_sizes"]),
         (["--hidden", "-3"], ["layer_sizes"]),

@@ -7,8 +7,8 @@ The reference is generated so that it cannot drift from the code; a test
 runs ``--check``. Everything in ``fastbp.__all__`` is documented, classes
 with their public methods and properties, plus the public functions of
 fastbp.schedules and fastbp.callbacks that are not re-exported, the
-picture functions of fastbp.plots, and the scikit-learn estimators of
-fastbp.sklearn with their public methods.
+picture functions of fastbp.plots, the scikit-learn estimators of
+fastbp.sklearn with their public methods, and fastbp.chunks.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def _members(cls):
 def render():
     import fastbp
     from fastbp import callbacks, plots, schedules
+    from fastbp import chunks
     from fastbp import sklearn as estimators
 
     parts = [INTRO]
@@ -78,6 +79,7 @@ def render():
     extra += [("fastbp.plots", plots, n) for n in plots.__all__
               if inspect.isfunction(getattr(plots, n))]
     extra += [("fastbp.sklearn", estimators, n) for n in estimators.__all__]
+    extra += [("fastbp.chunks", chunks, n) for n in chunks.__all__]
     parts.append("## Contents\n")
     for name in names:
         obj = getattr(fastbp, name)
