@@ -312,9 +312,10 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
              classes: Any = None) -> _BaseMLP:
         """fit and partial_fit: all checks first; a refused call changes nothing."""
-        # lists copied: training appends to loss_curve_ and validation_scores_
-        saved: dict[str, Any] = {name: list(value) if isinstance(value, list) else value
-                                 for name, value in self.__dict__.items()}
+        saved: dict[str, Any] = dict(self.__dict__)
+        # training appends to these lists: their lengths say what to cut back to
+        lengths = {name: len(saved[name]) for name in ("loss_curve_", "validation_scores_")
+                   if isinstance(saved.get(name), list)}
         net: Network | None = saved.get("_network")
         params = None if net is None else net.get_parameters()
         optimizer: Optimizer | None = saved.get("_optimizer")
@@ -324,6 +325,8 @@ class _BaseMLP(BaseEstimator):
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            for name, length in lengths.items():
+                del saved[name][length:]
             if net is not None and params is not None:
                 net.set_parameters(params)
             if optimizer is not None and snapshot is not None:
