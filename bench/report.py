@@ -7,7 +7,8 @@
     python -m bench.report --memory       # peak RSS of a fit, allocations per step
     python -m bench.report --optimizers   # one epoch per update rule, cost of each update
     python -m bench.report --threads      # two trainers in two threads vs one alone
-    python -m bench.report --all          # all five sections
+    python -m bench.report --estimators   # fastbp.sklearn vs scikit-learn's MLP estimators
+    python -m bench.report --all          # all six sections
 
 The epoch table: fastbp, the fast NumPy baseline (``numpy``) and the oracle
 (``fastbp.baseline``) run in this process, interleaved (A B C A B C ...)
@@ -33,6 +34,10 @@ import os
 import sys
 import time
 
+from .estimators import CASES as ESTIMATOR_CASES
+from .estimators import DEFAULT_CASES as DEFAULT_ESTIMATOR_CASES
+from .estimators import DEFAULT_MAX_ITER, DIGITS_MAX_ITER, DIGITS_SEEDS
+from .estimators import EPOCHS as ESTIMATOR_EPOCHS
 from .extras import DEFAULT_SAMPLES, OPTIMIZER_WORKLOADS
 from .formatting import format_table
 from .machine import format_header, machine_info
@@ -353,8 +358,40 @@ def _parser():
                         help="two trainers in two threads against one alone, BLAS threads as "
                              "they are and at 1 (default samples: FASTBP_BENCH_SAMPLES or "
                              f"{DEFAULT_SAMPLES})")
+    parser.add_argument("--estimators", action="store_true",
+                        help="fastbp.sklearn's MLPClassifier / MLPRegressor against "
+                             "scikit-learn's with the same parameters, each in its own "
+                             "processes: s/epoch and a whole fit at the defaults, and the "
+                             "accuracy on the digits (bench/estimators.py)")
+    parser.add_argument("--estimator-cases", nargs="+", choices=list(ESTIMATOR_CASES),
+                        default=list(DEFAULT_ESTIMATOR_CASES),
+                        help="--estimators: the estimators and batch sizes (default: "
+                             + " ".join(DEFAULT_ESTIMATOR_CASES) + ")")
+    parser.add_argument("--estimator-repeats", type=int, default=3,
+                        help="--estimators: timed fits of --estimator-epochs epochs per "
+                             "library (default 3; medians are quoted)")
+    parser.add_argument("--estimator-epochs", type=int, default=ESTIMATOR_EPOCHS,
+                        help=f"--estimators: epochs of each timed fit (default "
+                             f"{ESTIMATOR_EPOCHS})")
+    parser.add_argument("--fit-repeats", type=int, default=1,
+                        help="--estimators: whole fits at the defaults per library (default "
+                             "1; 0 leaves them out)")
+    parser.add_argument("--fit-max-iter", type=int, default=DEFAULT_MAX_ITER,
+                        help=f"--estimators: max_iter of the whole fits (default "
+                             f"{DEFAULT_MAX_ITER}, scikit-learn's; a smaller cap is said in "
+                             f"the output)")
+    parser.add_argument("--estimator-blas-threads", type=int, default=None,
+                        help="--estimators: OPENBLAS_NUM_THREADS of both libraries' processes "
+                             "(default: as they are; 1 is steadier on a busy machine)")
+    parser.add_argument("--digits-seeds", type=int, nargs="*", default=list(DIGITS_SEEDS),
+                        help="--estimators: seeds of the digits accuracy comparison (default "
+                             "0 1 2; none leaves it out)")
+    parser.add_argument("--digits-max-iter", type=int, default=DIGITS_MAX_ITER,
+                        help=f"--estimators: max_iter of the digits fits (default "
+                             f"{DIGITS_MAX_ITER})")
     parser.add_argument("--all", action="store_true",
-                        help="the epoch table, --scaling, --memory, --optimizers and --threads")
+                        help="the epoch table, --scaling, --memory, --optimizers, --threads "
+                             "and --estimators")
     return parser
 
 
@@ -366,7 +403,7 @@ def main(argv=None):
     # the optimizer and thread sections run many epochs each: fewer samples by default
     extra_samples = args.samples if args.samples is not None else bench_samples(DEFAULT_SAMPLES)
     large_repeats = args.large_repeats or min(args.repeats, 3)
-    extras = ("scaling", "memory", "optimizers", "threads")
+    extras = ("scaling", "memory", "optimizers", "threads", "estimators")
     sections = ["epochs"] if args.all or not any(getattr(args, name) for name in extras) else []
     sections += [name for name in extras if args.all or getattr(args, name)]
     if args.plot is not None and "epochs" not in sections:
@@ -381,6 +418,12 @@ def main(argv=None):
                                       if not (args.no_torch and peer == "torch")]
     if args.blocks < 1:
         raise SystemExit("--blocks must be >= 1")
+    if (args.estimator_repeats < 1 or args.estimator_epochs < 1 or args.fit_repeats < 0
+            or args.fit_max_iter < 1 or args.digits_max_iter < 1
+            or (args.estimator_blas_threads is not None and args.estimator_blas_threads < 1)):
+        raise SystemExit("--estimator-repeats, --estimator-epochs, --fit-max-iter, "
+                         "--digits-max-iter and --estimator-blas-threads must be >= 1, "
+                         "--fit-repeats >= 0")
 
     info = machine_info()
     started = time.perf_counter()
@@ -391,6 +434,12 @@ def main(argv=None):
             "n_samples": n_samples, "repeats": args.repeats, "large_repeats": large_repeats,
             "workloads": args.workloads, "dtypes": args.dtypes, "peers": peers,
             "blocks": args.blocks, "gemm_size": args.gemm_size, "sections": sections,
+            "estimator_cases": args.estimator_cases,
+            "estimator_repeats": args.estimator_repeats,
+            "estimator_epochs": args.estimator_epochs, "fit_repeats": args.fit_repeats,
+            "fit_max_iter": args.fit_max_iter, "digits_seeds": args.digits_seeds,
+            "estimator_blas_threads": args.estimator_blas_threads,
+            "digits_max_iter": args.digits_max_iter,
         },
     }
     output = [f"fastbp benchmark report, {payload['date']}"] + format_header(info)
@@ -467,6 +516,20 @@ def main(argv=None):
                                    large_repeats, log)
         payload["threads"] = result
         output += ["", text]
+    if "estimators" in sections:
+        from .estimators import digits_accuracy, run_estimators
+
+        result, text = run_estimators(args.dtypes, n_samples, args.estimator_cases,
+                                      args.estimator_epochs, args.estimator_repeats,
+                                      args.blocks, args.fit_repeats, args.fit_max_iter, log,
+                                      blas_threads=args.estimator_blas_threads)
+        payload["estimators"] = result
+        output += ["", text]
+        if args.digits_seeds:
+            result, text = digits_accuracy(args.digits_seeds, args.digits_max_iter,
+                                           args.dtypes, log)
+            payload["digits"] = result
+            output += ["", text]
     payload["report_seconds"] = time.perf_counter() - started
     output.append(f"\n(report took {payload['report_seconds']:.0f} s)")
     print("\n".join(output), flush=True)
