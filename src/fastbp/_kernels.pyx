@@ -60,6 +60,7 @@ cdef enum:
 
 cdef extern from "fbp_cpu.h" nogil:
     int fbp_have_avx2()
+    int fbp_have_avx512()
     unsigned fbp_flush_denormals()
     void fbp_restore_csr(unsigned old)
 
@@ -70,6 +71,15 @@ cdef extern from "fbp_gemm.h" nogil:
                   double beta, double* C)
     void fbp_sger(int rows, int cols, int m, const float* P, const float* A,
                   float beta, float* C)
+
+cdef extern from "fbp_gemm512.h" nogil:
+    void fbp_dgemm_nt_avx512(int m, int n, int k, const double* A, const double* W,
+                             double* Z)
+    void fbp_sgemm_nt_avx512(int m, int n, int k, const float* A, const float* W, float* Z)
+    void fbp_dger_avx512(int rows, int cols, int m, const double* P, const double* A,
+                         double beta, double* C)
+    void fbp_sger_avx512(int rows, int cols, int m, const float* P, const float* A,
+                         float beta, float* C)
 
 cdef extern from "fbp_sigmoid.h" nogil:
     void fbp_dbias_sigmoid(double* z, const double* b, int m, int n)
@@ -153,6 +163,27 @@ cdef bint _have_avx2 = fbp_have_avx2()
 cdef Py_ssize_t _small_batch = 32 if _have_avx2 else 0
 # The AVX2 twins of the update-rule loops (same bits as the SSE2 ones)
 cdef bint _avx2_rules = _have_avx2
+# The small-batch products' AVX-512 twins, where the CPU has AVX-512 F
+cdef bint _have_avx512 = fbp_have_avx512()
+cdef bint _gemm512 = _have_avx512
+
+
+def small_batch_kernels():
+    """Which small-batch GEMM kernels this CPU runs: 'avx512', 'avx2' or 'blas' (none)."""
+    if not _have_avx2:
+        return "blas"
+    return "avx512" if _gemm512 else "avx2"
+
+
+def _set_avx512_gemm(bint on):
+    """Testing knob: the AVX-512 (True) or AVX2 (False) small-batch products; returns the old.
+
+    Has no effect where the CPU lacks AVX-512 F.
+    """
+    global _gemm512
+    old = _gemm512
+    _gemm512 = on and _have_avx512
+    return old
 
 
 def _set_small_batch(Py_ssize_t rows):
@@ -244,9 +275,11 @@ cdef inline void _matmul_nt(const floating* a, const floating* w, floating* z,
     """Z (m, n) := A (m, k) . W^T, with W of shape (n, k)."""
     if m <= _small_batch:
         if floating is float:
-            fbp_sgemm_nt(<int> m, <int> n, <int> k, a, w, z)
+            (fbp_sgemm_nt_avx512 if _gemm512 else fbp_sgemm_nt)(<int> m, <int> n, <int> k,
+                                                                 a, w, z)
         else:
-            fbp_dgemm_nt(<int> m, <int> n, <int> k, a, w, z)
+            (fbp_dgemm_nt_avx512 if _gemm512 else fbp_dgemm_nt)(<int> m, <int> n, <int> k,
+                                                                 a, w, z)
     else:
         _gemm(c'N', c'T', <int> m, <int> n, <int> k, 1, a, <int> k, w, <int> k, 0,
               z, <int> n)
@@ -264,9 +297,11 @@ cdef inline void _outer_update(const floating* delta, const floating* a,
             for j in range(n_out):
                 scratch[j * m + i] = scale * delta[i * n_out + j]
         if floating is float:
-            fbp_sger(<int> n_out, <int> n_in, <int> m, scratch, a, beta, c)
+            (fbp_sger_avx512 if _gemm512 else fbp_sger)(<int> n_out, <int> n_in, <int> m,
+                                                         scratch, a, beta, c)
         else:
-            fbp_dger(<int> n_out, <int> n_in, <int> m, scratch, a, beta, c)
+            (fbp_dger_avx512 if _gemm512 else fbp_dger)(<int> n_out, <int> n_in, <int> m,
+                                                         scratch, a, beta, c)
     else:
         _gemm(c'T', c'N', <int> n_out, <int> n_in, <int> m, scale, delta,
               <int> n_out, a, <int> n_in, beta, c, <int> n_in)

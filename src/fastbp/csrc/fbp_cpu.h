@@ -1,8 +1,10 @@
 /* CPU features and the floating-point control word, for the other fbp_*.h.
  *
  *   FBP_X86              1 where GCC/Clang target x86 (immintrin.h included)
- *   fbp_have_avx2()      AVX2 and FMA at run time: the one feature test the
+ *   fbp_have_avx2()      AVX2 and FMA at run time: the feature test the
  *                        kernels dispatch on, made once at import
+ *   fbp_have_avx512()    AVX-512 F at run time (with AVX2 + FMA): the
+ *                        small-batch GEMM's widest twin
  *   fbp_flush_denormals  FTZ + DAZ on for the calling thread, returns the old
  *   fbp_restore_csr      control word, and puts it back
  *   fbp_hsum_pd/_ps      horizontal sum of an AVX vector, in one fixed order
@@ -29,6 +31,16 @@ static int fbp_have_avx2(void)
 #if FBP_X86
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int fbp_have_avx512(void)
+{
+#if FBP_X86
+    __builtin_cpu_init();
+    return fbp_have_avx2() && __builtin_cpu_supports("avx512f");
 #else
     return 0;
 #endif
@@ -75,6 +87,21 @@ static inline float fbp_hsum_ps(__m256 v)
     low = _mm_add_ps(low, high);
     low = _mm_add_ps(low, _mm_movehl_ps(low, low));
     return _mm_cvtss_f32(_mm_add_ss(low, _mm_shuffle_ps(low, low, 0x55)));
+}
+
+/* The AVX-512 sums: the two 256-bit halves added, then the AVX2 order */
+__attribute__((target("avx512f,avx2,fma")))
+static inline double fbp_hsum512_pd(__m512d v)
+{
+    return fbp_hsum_pd(_mm256_add_pd(_mm512_castpd512_pd256(v),
+                                     _mm512_extractf64x4_pd(v, 1)));
+}
+
+__attribute__((target("avx512f,avx2,fma")))
+static inline float fbp_hsum512_ps(__m512 v)
+{
+    __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return fbp_hsum_ps(_mm256_add_ps(_mm512_castps512_ps256(v), high));
 }
 #endif
 
