@@ -100,9 +100,13 @@ def machine_info():
         f"(env -u {' -u '.join(SKEWING_VARIABLES)} ...)"
         for name in SKEWING_VARIABLES if name in os.environ
     ]
+    from fastbp import _kernels
+
     return {
         "cpu": cpu_model(),
         "cpu_features": cpu_features(),
+        # the variant of the small-batch products fastbp dispatched to at import
+        "fastbp_kernels": _kernels.small_batch_kernels(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -124,7 +128,8 @@ def format_header(info):
     """Lines describing the machine, for the top of a report."""
     lines = [
         f"CPU:      {info['cpu']}, {info['cores']} cores (os.cpu_count())",
-        f"Vector:   {' '.join(info.get('cpu_features') or ['unknown'])} (/proc/cpuinfo flags)",
+        f"Vector:   {' '.join(info.get('cpu_features') or ['unknown'])} (/proc/cpuinfo flags); "
+        f"fastbp's small-batch kernels: {info.get('fastbp_kernels', 'unknown')}",
         f"Platform: {info['platform']}, Python {info['python']}",
         f"Versions: numpy {info['numpy']}, scipy {info['scipy']}, fastbp {info['fastbp']}, "
         f"torch {info['torch'] or 'not installed'}, jax {info.get('jax') or 'not installed'}, "

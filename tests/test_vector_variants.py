@@ -1,4 +1,5 @@
-"""The small-batch GEMM's AVX-512 twins against the AVX2 kernels they stand in for.
+"""The small-batch GEMM's AVX-512 twins against the AVX2 kernels they stand in for,
+and against the generic path (BLAS).
 
 Run where the CPU has AVX-512 F, skipped with the reason elsewhere (no test
 assumes a CPU feature). Both twins sum each element in their own fixed
@@ -82,6 +83,28 @@ def test_a_row_gets_the_same_bits_in_any_batch(dtype):
         whole = net.forward(X)
         rows = np.vstack([net.forward(X[i:i + 1]) for i in range(len(X))])
     np.testing.assert_array_equal(whole, rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, n_hidden, n_in", SHAPES[:6])
+def test_gradients_agree_with_blas(m, n_hidden, n_in, dtype):
+    # the generic path: every product through BLAS (small-batch kernels off)
+    rng = np.random.default_rng(m + n_in)
+    net = Network([n_in, n_hidden, 4], activation="sigmoid", output="sigmoid", dtype=dtype,
+                  seed=3)
+    X = rng.random((m, n_in)).astype(dtype)
+    Y = rng.random((m, 4)).astype(dtype)
+    trainer = Trainer(net, loss="cross_entropy", l2=1e-3)
+    with avx512(True):
+        J1, w1, b1 = trainer.loss_and_gradients(X, Y)
+    old = _kernels._set_small_batch(0)
+    try:
+        J0, w0, b0 = trainer.loss_and_gradients(X, Y)
+    finally:
+        _kernels._set_small_batch(old)
+    assert J1 == pytest.approx(J0, rel=TOLERANCE[dtype]["rtol"])
+    for new, ref in zip(w1 + b1, w0 + b0):
+        np.testing.assert_allclose(new, ref, **TOLERANCE[dtype])
 
 
 def test_the_knob_reports_and_restores():
