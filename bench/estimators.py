@@ -62,7 +62,6 @@ import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -71,7 +70,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .formatting import format_table
-from .peer import BENCH_ROOT
+from .extras import _blas_threads
+from .peer import run_json_child
 from .workloads import DTYPES, SEED, bench_samples, make_data
 
 __all__ = [
@@ -185,13 +185,6 @@ def _parameters(batch_size, max_iter, stop_early):
     return parameters
 
 
-def _blas_threads():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
-    return max(counts) if counts else None
 
 
 class _EpochClock(io.TextIOBase):
@@ -282,16 +275,7 @@ def run_estimator_peer(library, estimator, dtype, batch_size, n_samples, epochs,
                "--batch", str(batch_size), "--samples", str(n_samples), "--epochs", str(epochs),
                "--repeats", str(repeats), "--fit-repeats", str(fit_repeats),
                "--fit-max-iter", str(fit_max_iter), "--warmup", str(warmup)]
-    child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        [BENCH_ROOT] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                               cwd=BENCH_ROOT, env=child_env)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[2:])} failed ({completed.returncode}):\n"
-                           f"{completed.stderr[-2000:]}")
-    lines = [line for line in completed.stdout.splitlines() if line.strip()]
-    return json.loads(lines[-1])
+    return run_json_child(command, timeout=timeout, env=env)
 
 
 def _split(rounds, blocks):

@@ -96,6 +96,12 @@ def run_peer(implementation, workload_name, dtype, n_samples, repeats, warmup=1,
     """
     command = [sys.executable, "-m", "bench.peer", implementation, workload_name, dtype,
                "--samples", str(n_samples), "--repeats", str(repeats), "--warmup", str(warmup)]
+    return run_json_child(command, timeout=timeout, env=env)
+
+
+def run_json_child(command, timeout=None, env=None):
+    """Run `command` (a ``python -m bench.<module> ...`` list) with bench/ importable, in
+    `env` (default this process's); the JSON of its last non-empty output line."""
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONPATH"] = os.pathsep.join(
         [BENCH_ROOT] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
