@@ -120,18 +120,12 @@ static void fbp_##S##gemm_nt(int m, int n, int k, const T *A, const T *W,      \
     }                                                                          \
 }
 
-/* The small-batch update product, for one element type: VT vector type, L lanes. */
-#define FBP_GER(T, S, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)            \
-__attribute__((target("avx2,fma")))                                            \
-static void fbp_##S##ger(int rows, int cols, int m, const T *P, const T *A,    \
-                         T beta, T *C)                                         \
-{                                                                              \
-    /* Columns are cut into chunks of FBP_CHUNK_BYTES per row of A, so the   \
-       chunk of A stays in L1 while every block of rows of C passes over it;  \
-       within a chunk: 4 rows of C x 2 vectors = 8 accumulators over all m. */\
-    const int chunk = FBP_CHUNK_BYTES / (int)sizeof(T);                        \
-    int cv = cols - cols % (2 * L), r;                                         \
-    VT vbeta = SET1(beta);                                                     \
+/* The body both twins of the update product share: over the columns [0, cv),
+   cut into chunks of FBP_CHUNK_BYTES per row of A so that the chunk of A stays
+   in L1 while every block of rows of C passes over it; within a chunk, 4 rows
+   of C x 2 vectors = 8 accumulators over all m. The enclosing function
+   defines rows, cols, m, P, A, beta, C, chunk, cv, r and vbeta. */
+#define FBP_GER_BODY(T, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)           \
     for (int q0 = 0; q0 < cv; q0 += chunk) {                                   \
     int q1 = q0 + chunk < cv ? q0 + chunk : cv;                                \
     for (r = 0; r + 4 <= rows; r += 4) {                                       \
@@ -178,7 +172,18 @@ static void fbp_##S##ger(int rows, int cols, int m, const T *P, const T *A,    \
             STOREU(d0 + q, c00); STOREU(d0 + q + L, c01);                      \
         }                                                                      \
     }                                                                          \
-    }                                                                          \
+    }
+
+/* The small-batch update product, for one element type: VT vector type, L lanes. */
+#define FBP_GER(T, S, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)            \
+__attribute__((target("avx2,fma")))                                            \
+static void fbp_##S##ger(int rows, int cols, int m, const T *P, const T *A,    \
+                         T beta, T *C)                                         \
+{                                                                              \
+    const int chunk = FBP_CHUNK_BYTES / (int)sizeof(T);                        \
+    int cv = cols - cols % (2 * L), r;                                         \
+    VT vbeta = SET1(beta);                                                     \
+    FBP_GER_BODY(T, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)              \
     if (cv < cols)                                                             \
         fbp_##S##ger_edge(0, rows, cv, cols, m, cols, P, A, beta, C);          \
 }

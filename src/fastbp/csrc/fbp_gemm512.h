@@ -96,9 +96,10 @@ static void fbp_##S##gemm_nt_avx512(int m, int n, int k, const T *A,          \
     }                                                                          \
 }
 
-/* The update product: 4 rows of C x 2 vectors of columns, over all m, in
-   column chunks that keep A's chunk in L1; the last < 2L columns of each
-   row go through one or two masked vectors. */
+/* The update product: fbp_gemm.h's body (4 rows of C x 2 vectors of
+   columns, over all m, in column chunks that keep A's chunk in L1) at this
+   width; the last < 2L columns of each row go through one or two masked
+   vectors. */
 #define FBP_GER512(T, S, VT, L, MASK, LOADU, STOREU, MLOADU, MSTOREU, FMADD,  \
                    MUL, SET1, ZERO)                                            \
 FBP_TARGET512                                                                  \
@@ -108,53 +109,7 @@ static void fbp_##S##ger_avx512(int rows, int cols, int m, const T *P,        \
     const int chunk = FBP_CHUNK_BYTES / (int)sizeof(T);                        \
     int cv = cols - cols % (2 * L), r;                                         \
     VT vbeta = SET1(beta);                                                     \
-    for (int q0 = 0; q0 < cv; q0 += chunk) {                                   \
-    int q1 = q0 + chunk < cv ? q0 + chunk : cv;                                \
-    for (r = 0; r + 4 <= rows; r += 4) {                                       \
-        const T *p0 = P + (size_t)r * m, *p1 = p0 + m, *p2 = p1 + m,           \
-                *p3 = p2 + m;                                                  \
-        T *d0 = C + (size_t)r * cols, *d1 = d0 + cols, *d2 = d1 + cols,        \
-          *d3 = d2 + cols;                                                     \
-        for (int q = q0; q < q1; q += 2 * L) {                                 \
-            VT c00, c01, c10, c11, c20, c21, c30, c31;                         \
-            if (beta == 0) {                                                   \
-                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = ZERO();        \
-            } else {                                                           \
-                c00 = MUL(vbeta, LOADU(d0 + q)); c01 = MUL(vbeta, LOADU(d0 + q + L)); \
-                c10 = MUL(vbeta, LOADU(d1 + q)); c11 = MUL(vbeta, LOADU(d1 + q + L)); \
-                c20 = MUL(vbeta, LOADU(d2 + q)); c21 = MUL(vbeta, LOADU(d2 + q + L)); \
-                c30 = MUL(vbeta, LOADU(d3 + q)); c31 = MUL(vbeta, LOADU(d3 + q + L)); \
-            }                                                                  \
-            for (int i = 0; i < m; i++) {                                      \
-                const T *a = A + (size_t)i * cols + q;                         \
-                VT x0 = LOADU(a), x1 = LOADU(a + L), g;                        \
-                g = SET1(p0[i]); c00 = FMADD(g, x0, c00); c01 = FMADD(g, x1, c01); \
-                g = SET1(p1[i]); c10 = FMADD(g, x0, c10); c11 = FMADD(g, x1, c11); \
-                g = SET1(p2[i]); c20 = FMADD(g, x0, c20); c21 = FMADD(g, x1, c21); \
-                g = SET1(p3[i]); c30 = FMADD(g, x0, c30); c31 = FMADD(g, x1, c31); \
-            }                                                                  \
-            STOREU(d0 + q, c00); STOREU(d0 + q + L, c01);                      \
-            STOREU(d1 + q, c10); STOREU(d1 + q + L, c11);                      \
-            STOREU(d2 + q, c20); STOREU(d2 + q + L, c21);                      \
-            STOREU(d3 + q, c30); STOREU(d3 + q + L, c31);                      \
-        }                                                                      \
-    }                                                                          \
-    for (; r < rows; r++) {                                                    \
-        const T *p0 = P + (size_t)r * m;                                       \
-        T *d0 = C + (size_t)r * cols;                                          \
-        for (int q = q0; q < q1; q += 2 * L) {                                 \
-            VT c00 = beta == 0 ? ZERO() : MUL(vbeta, LOADU(d0 + q));           \
-            VT c01 = beta == 0 ? ZERO() : MUL(vbeta, LOADU(d0 + q + L));       \
-            for (int i = 0; i < m; i++) {                                      \
-                const T *a = A + (size_t)i * cols + q;                         \
-                VT g = SET1(p0[i]);                                            \
-                c00 = FMADD(g, LOADU(a), c00);                                 \
-                c01 = FMADD(g, LOADU(a + L), c01);                             \
-            }                                                                  \
-            STOREU(d0 + q, c00); STOREU(d0 + q + L, c01);                      \
-        }                                                                      \
-    }                                                                          \
-    }                                                                          \
+    FBP_GER_BODY(T, VT, L, LOADU, STOREU, FMADD, MUL, SET1, ZERO)              \
     for (int q = cv; q < cols; q += L) {                                       \
         int width = cols - q < L ? cols - q : L;                               \
         MASK mask = (MASK)((1u << width) - 1u);                                \
