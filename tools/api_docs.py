@@ -64,6 +64,22 @@ def _members(cls):
             yield name, value.fn, "method"
 
 
+def _entry(name, obj):
+    """A function's or class's signature and documentation, a class's with its members."""
+    kind = "class " if inspect.isclass(obj) else ""
+    parts = [f"`{kind}{_signature(obj, name)}`\n", _block(_doc(obj))]
+    if inspect.isclass(obj):
+        for member, value, what in _members(obj):
+            if what == "property":
+                parts.append(f"### {name}.{member} (property)\n")
+                parts.append(_block(_doc(value)))
+            else:
+                parts.append(f"### {name}.{member}\n")
+                parts.append(f"`{_signature(value, member)}`\n")
+                parts.append(_block(_doc(value)))
+    return parts
+
+
 def render():
     import fastbp
     from fastbp import callbacks, plots, schedules
@@ -98,30 +114,10 @@ def render():
             parts.append(f"`class {name}({bases})`\n")
             parts.append(_block(_doc(obj)))
             continue
-        kind = "class " if inspect.isclass(obj) else ""
-        parts.append(f"`{kind}{_signature(obj, name)}`\n")
-        parts.append(_block(_doc(obj)))
-        if inspect.isclass(obj):
-            for member, value, what in _members(obj):
-                if what == "property":
-                    parts.append(f"### {name}.{member} (property)\n")
-                    parts.append(_block(_doc(value)))
-                else:
-                    parts.append(f"### {name}.{member}\n")
-                    parts.append(f"`{_signature(value, member)}`\n")
-                    parts.append(_block(_doc(value)))
+        parts.extend(_entry(name, obj))
     for module, mod, name in extra:
-        obj = getattr(mod, name)
         parts.append(f"## {module}.{name}\n")
-        kind = "class " if inspect.isclass(obj) else ""
-        parts.append(f"`{kind}{_signature(obj, name)}`\n")
-        parts.append(_block(_doc(obj)))
-        if inspect.isclass(obj):
-            for member, value, what in _members(obj):
-                if what == "method":
-                    parts.append(f"### {name}.{member}\n")
-                    parts.append(f"`{_signature(value, member)}`\n")
-                    parts.append(_block(_doc(value)))
+        parts.extend(_entry(name, getattr(mod, name)))
     return "\n".join(parts).rstrip() + "\n"
 
 
