@@ -64,6 +64,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import _kernels
 from ._contract import LOSS_CODES
 from ._optimizers import SGD, Adam, Optimizer
+from ._parameters import layer_views
 from .network import Network
 from .trainer import Trainer
 
@@ -588,6 +589,9 @@ class _BaseMLP(BaseEstimator):
 
         def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
             net._params[...] = x
+            # (alpha / 2) sum ||W||^2 / W_total: J's penalty, where it is needed apart
+            penalty = (_kernels.penalty(net._params, net._sizes, alpha / weight_sum, 0.0)
+                       if sparse or scale != 1.0 else 0.0)
             if not sparse:
                 J, _ = _kernels.loss_and_gradients(
                     net._params, grads, net._sizes, net._codes, loss_code, X, Y, work, alpha,
@@ -608,12 +612,10 @@ class _BaseMLP(BaseEstimator):
                         sample_weight=weights)
                     J += J_block * share / weight_sum
                     np.add(grads, block_grads * dtype.type(share / weight_sum), out=grads)
-                penalty = _kernels.penalty(net._params, net._sizes, alpha / weight_sum, 0.0)
                 J += penalty
-                for W, G in zip(net.weights, self._layer_views(grads, net)):
+                for W, G in zip(net.weights, layer_views(grads, net.layer_sizes)[0]):
                     G += dtype.type(alpha / weight_sum) * W
             if scale != 1.0:
-                penalty = _kernels.penalty(net._params, net._sizes, alpha / weight_sum, 0.0)
                 J = scale * (J - penalty) + penalty
             return float(J), grads.astype(np.float64)
 
@@ -639,16 +641,6 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(message, ConvergenceWarning, stacklevel=_USER)
         self.loss_ = float(result.fun)
         net._params[...] = result.x
-
-    @staticmethod
-    def _layer_views(flat: np.ndarray, net: Network) -> list[np.ndarray]:
-        """The weight blocks of a vector in the parameter layout."""
-        views, offset = [], 0
-        sizes = net.layer_sizes
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            views.append(flat[offset:offset + fan_in * fan_out].reshape(fan_out, fan_in))
-            offset += fan_in * fan_out + fan_out
-        return views
 
     # ------------------------------------------------------------- predicting
 

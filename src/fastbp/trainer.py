@@ -319,10 +319,10 @@ class Trainer:
                          check_finite=check_finite)
         Y, is_labels = check_targets(Y, X.shape[0], int(net._sizes[-1]), net.dtype.type,
                                      name=names[1])
-        if net.output == "exp" and not is_labels and float(Y.min()) < 0:
+        if net.output == "exp" and not is_labels and (low := float(Y.min())) < 0:
             # exp outputs are positive: Poisson counts and rates are >= 0
             raise ValueError(
-                f"{names[1]} holds negative values (down to {float(Y.min()):g}), outside "
+                f"{names[1]} holds negative values (down to {low:g}), outside "
                 f"the (0, inf) of an exp output: Poisson targets are counts or rates >= 0; "
                 f"for signed targets use output='identity' with loss='mse'"
             )
